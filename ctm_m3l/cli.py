@@ -1,0 +1,155 @@
+"""The ``ctm-m3l`` command: ``fit`` a model on tuples, print its ``topics``, ``infer`` new items."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PREP_FILE = "preparation.json"
+
+
+def _views(spec: str, image_views: str | None, text_encoder, image_encoder, vocabulary_size: int):
+    from .views import ImageView, TextView
+
+    names = [v.strip() for v in spec.split(",") if v.strip()]
+    if not names:
+        raise SystemExit("--views needs at least one view name, e.g. --views en,de,image")
+    images = set(v.strip() for v in image_views.split(",")) if image_views else \
+        {v for v in names if v.lower().startswith(("image", "img", "photo"))}
+    return [ImageView(n, encoder=image_encoder) if n in images else
+            TextView(n, encoder=text_encoder, vocabulary_size=vocabulary_size) for n in names]
+
+
+def _embeddings(pairs: list[str] | None) -> dict[str, np.ndarray]:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit(f"--embeddings takes VIEW=FILE.npy, got {pair!r}")
+        view, path = pair.split("=", 1)
+        out[view] = np.load(path, allow_pickle=False)
+    return out
+
+
+def cmd_fit(args) -> int:
+    from .data import M3LDataPreparation
+    from .model import M3LTM
+
+    views = _views(args.views, args.image_views, args.text_encoder, args.image_encoder, args.vocabulary_size)
+    prep = M3LDataPreparation(views, cache_dir=args.cache_dir, device=args.device, show_progress_bar=True)
+    train = prep.fit(args.train, custom_embeddings=_embeddings(args.embeddings) or None)
+    model = M3LTM(views=[v.name for v in views], n_components=args.n_components, num_epochs=args.num_epochs,
+                  batch_size=args.batch_size, lr=args.lr, device=args.device, random_state=args.seed)
+    model.fit(train, verbose=args.verbose)
+    out = model.save(args.output)
+    (out / PREP_FILE).write_text(json.dumps(prep.to_config(), ensure_ascii=False), encoding="utf-8")
+    print(f"saved to {out}")
+    return 0
+
+
+def cmd_topics(args) -> int:
+    from .model import M3LTM
+
+    model = M3LTM.load(args.model, device="cpu")
+    languages = [args.language] if args.language else model.language_views
+    lists = {lang: model.get_topic_lists(k=args.k, language=lang) for lang in languages}
+    for topic in range(model.n_components):
+        print(f"topic {topic}")
+        for lang in languages:
+            print(f"  {lang}: {' '.join(lists[lang][topic])}")
+    return 0
+
+
+def cmd_infer(args) -> int:
+    from .data import M3LDataPreparation
+    from .model import M3LTM
+
+    model = M3LTM.load(args.model, device=args.device)
+    prep_path = Path(args.model) / PREP_FILE
+    if not prep_path.is_file():
+        raise SystemExit(f"{prep_path} is missing: infer needs a model saved by `ctm-m3l fit`")
+    prep = M3LDataPreparation.from_config(json.loads(prep_path.read_text(encoding="utf-8")), device=args.device)
+    view_spec = prep.views[prep.view_names.index(args.view)] if args.view in prep.view_names else None
+    if view_spec is None:
+        raise SystemExit(f"unknown view {args.view!r}; the model's views are {prep.view_names}")
+    if args.encoder:
+        view_spec.encoder = args.encoder
+    custom = np.load(args.embeddings, allow_pickle=False) if args.embeddings else None
+    data = prep.transform(args.input, view=args.view, custom_embeddings=custom)
+    theta = model.get_thetas(data, view=args.view, n_samples=args.n_samples, seed=args.seed)
+    output = Path(args.output)
+    if output.suffix.lower() == ".jsonl":
+        with open(output, "w", encoding="utf-8") as fh:
+            for row_id, row in zip(data.ids, theta):
+                fh.write(json.dumps({"id": row_id, "topics": None if np.isnan(row).any() else row.tolist()}) + "\n")
+    else:
+        with open(output, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["id"] + [f"topic_{k}" for k in range(theta.shape[1])])
+            for row_id, row in zip(data.ids, theta):
+                writer.writerow([row_id] + ["" if np.isnan(x) else f"{x:.6g}" for x in row])
+    print(f"wrote {len(theta)} topic distributions to {output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="ctm-m3l", description="Multilingual and multimodal topic models (M3L-Contrast).")
+    parser.add_argument("--version", action="version", version=f"ctm-m3l {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fit = sub.add_parser("fit", help="train an M3LTM on tuples and save it")
+    fit.add_argument("--train", required=True, help="JSONL or CSV file of tuples, one field per view")
+    fit.add_argument("--views", required=True, help="comma-separated view names, e.g. en,de,image")
+    fit.add_argument("--image-views", help="which views are images (default: names starting with image/img/photo)")
+    fit.add_argument("--text-encoder", help="sentence-transformers name/dir or offline:minilm for text views")
+    fit.add_argument("--image-encoder", help="e.g. clip-ViT-B-32 or offline:efficientnet-lite0 for image views")
+    fit.add_argument("--embeddings", nargs="*", metavar="VIEW=FILE.npy",
+                     help="precomputed embeddings (one row per tuple) instead of an encoder")
+    fit.add_argument("--vocabulary-size", type=int, default=2000, help="words kept per language (default 2000)")
+    fit.add_argument("--n-components", type=int, default=100, help="number of topics (default 100)")
+    fit.add_argument("--num-epochs", type=int, default=100, help="training epochs (default 100)")
+    fit.add_argument("--batch-size", type=int, default=32, help="tuples per batch (default 32)")
+    fit.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
+    fit.add_argument("--seed", type=int, default=None, help="random seed")
+    fit.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    fit.add_argument("--cache-dir", default=None, help="folder to cache embeddings in")
+    fit.add_argument("--output", required=True, help="directory to save the model to")
+    fit.add_argument("--verbose", action="store_true", help="print every loss term per epoch")
+    fit.set_defaults(func=cmd_fit)
+
+    topics = sub.add_parser("topics", help="print a saved model's aligned topics per language")
+    topics.add_argument("model", help="directory of a saved model")
+    topics.add_argument("--k", type=int, default=10, help="words per topic (default 10)")
+    topics.add_argument("--language", help="one language only (default: all)")
+    topics.set_defaults(func=cmd_topics)
+
+    infer = sub.add_parser("infer", help="topic distributions of new items of one view")
+    infer.add_argument("model", help="directory of a model saved by `ctm-m3l fit`")
+    infer.add_argument("--input", required=True, help="JSONL/CSV file with a field named like the view")
+    infer.add_argument("--view", required=True, help="which view the items are (e.g. de or image)")
+    infer.add_argument("--encoder", help="encoder for the view (default: the one used in fit)")
+    infer.add_argument("--embeddings", help="precomputed embeddings (.npy) instead of an encoder")
+    infer.add_argument("--n-samples", type=int, default=20, help="samples averaged per item (default 20)")
+    infer.add_argument("--seed", type=int, default=None, help="seed of the sampling noise")
+    infer.add_argument("--device", default=None, help="cpu or cuda")
+    infer.add_argument("--output", required=True, help="output .csv or .jsonl")
+    infer.set_defaults(func=cmd_infer)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+        print(f"ctm-m3l {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

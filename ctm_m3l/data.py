@@ -1,0 +1,462 @@
+"""Tuples of raw views -> a multi-view dataset (embeddings, bags of words, view mask).
+
+``M3LDataPreparation`` subclasses CTM's ``TopicModelDataPreparation``: ``fit`` learns one
+vocabulary per language and encodes every view; ``transform`` prepares new tuples, or the
+items of one view alone, with the fitted vocabularies and encoders.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import warnings
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from contextualized_topic_models.datasets.dataset import CTMDataset
+from contextualized_topic_models.utils.data_preparation import TopicModelDataPreparation
+
+from .encoders import ImageLoadError, encode_cached, get_encoder, load_images
+from .views import ImageView, TextView, View, tokenize, validate_views, view_from_config
+
+__all__ = ["MultiViewDataset", "M3LDataPreparation", "read_rows"]
+
+_MAX_LISTED = 10
+
+
+def _listing(rows: Sequence[int]) -> str:
+    shown = ", ".join(str(r) for r in rows[:_MAX_LISTED])
+    return shown + (f" ... ({len(rows)} in all)" if len(rows) > _MAX_LISTED else "")
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return False
+
+
+def read_rows(rows: Any) -> tuple[list[dict], Path | None]:
+    """Rows as a list of dicts, and the folder relative image paths are resolved against.
+
+    ``rows`` may be a list of dicts, a pandas DataFrame, or a path to a ``.jsonl``/``.json``
+    (one JSON object per line) or ``.csv`` file (one column per view).
+    """
+    if isinstance(rows, (str, os.PathLike)):
+        path = Path(rows)
+        if not path.is_file():
+            raise FileNotFoundError(f"rows file {str(path)!r} does not exist")
+        suffix = path.suffix.lower()
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            records = []
+            with open(path, encoding="utf-8") as fh:
+                for line_no, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"{path}: line {line_no} is not valid JSON: {err.msg}") from err
+                    if not isinstance(record, dict):
+                        raise ValueError(f"{path}: line {line_no} is a JSON {type(record).__name__}, not an object")
+                    records.append(record)
+            return records, path.parent
+        if suffix in (".csv", ".tsv"):
+            with open(path, encoding="utf-8", newline="") as fh:
+                return list(csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")), path.parent
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; use .jsonl or .csv")
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # pandas DataFrame
+        return rows.to_dict(orient="records"), None
+    if isinstance(rows, Mapping) or isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence):
+        raise TypeError(
+            "rows must be a list of dicts, a pandas DataFrame, or a path to a .jsonl/.csv file; "
+            f"got {type(rows).__name__}"
+        )
+    records = list(rows)
+    for i, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise TypeError(f"row {i} is a {type(record).__name__}, not a dict of views")
+    return records, None
+
+
+def _as_embedding_array(view: str, value: Any, n_rows: int, n_present: int) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"custom_embeddings[{view!r}] is not a numeric array") from err
+    if array.ndim != 2:
+        raise ValueError(f"custom_embeddings[{view!r}] must be 2-D (items x dimensions), got shape {array.shape}")
+    if array.shape[0] not in (n_rows, n_present):
+        raise ValueError(
+            f"custom_embeddings[{view!r}] has {array.shape[0]} rows, but there are {n_rows} tuples "
+            f"({n_present} of them have view {view!r}); give one row per tuple or one per tuple "
+            "that has the view"
+        )
+    return array
+
+
+class MultiViewDataset(CTMDataset):
+    """Embeddings of every view, bags of words of every language, and which views each tuple has.
+
+    Attributes:
+        views: the view specs, in order.
+        embeddings: ``{view: (n, d) float32}``; rows of tuples lacking the view are zeros.
+        bow: ``{language view: (n, W) scipy.sparse.csr_matrix}``.
+        vocabularies: ``{language view: list of words}``.
+        view_mask: ``(n, V)`` bool, ``view_mask[i, a]``: tuple ``i`` has view ``a``.
+        ids: one id per tuple (the rows' ``id`` field when present, else the row number).
+        documents: ``{language view: list of preprocessed texts}`` (words joined by spaces).
+        skipped: ``(row, view, path, reason)`` of image files skipped with ``on_error="skip"``.
+
+    ``X_contextual``, ``X_bow`` and ``idx2token`` (CTM's names) are the first view's
+    embeddings and the first language's bag of words and vocabulary.
+    """
+
+    def __init__(self, views: Sequence[View], embeddings: dict[str, np.ndarray],
+                 bow: dict[str, sp.csr_matrix], vocabularies: dict[str, list[str]],
+                 view_mask: np.ndarray, ids: Sequence[Any] | None = None,
+                 documents: dict[str, list[str]] | None = None,
+                 skipped: list[tuple] | None = None) -> None:
+        self.views = list(views)
+        self.view_names = [v.name for v in self.views]
+        self.embeddings = embeddings
+        self.bow = bow
+        self.vocabularies = vocabularies
+        self.view_mask = np.asarray(view_mask, dtype=bool)
+        n = self.view_mask.shape[0]
+        self.ids = list(range(n)) if ids is None else list(ids)
+        self.documents = documents or {}
+        self.skipped = list(skipped or [])
+        first_language = next((v.name for v in self.views if v.name in bow), None)
+        first_bow = bow[first_language] if first_language else sp.csr_matrix((n, 0), dtype=np.float32)
+        idx2token = dict(enumerate(vocabularies.get(first_language, [])))
+        super().__init__(X_contextual=embeddings[self.view_names[0]], X_bow=first_bow,
+                         idx2token=idx2token)
+
+    @property
+    def language_views(self) -> list[str]:
+        return [v.name for v in self.views if isinstance(v, TextView)]
+
+    def view_index(self, view: str) -> int:
+        if view not in self.view_names:
+            raise ValueError(f"unknown view {view!r}; this dataset has views {self.view_names}")
+        return self.view_names.index(view)
+
+    def has_view(self, view: str) -> np.ndarray:
+        """``(n,)`` bool: which tuples have ``view``."""
+        return self.view_mask[:, self.view_index(view)].copy()
+
+    def __len__(self) -> int:
+        return self.view_mask.shape[0]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = {"view_mask": torch.from_numpy(self.view_mask[i].copy())}
+        for name in self.view_names:
+            item[f"X_contextual_{name}"] = torch.from_numpy(self.embeddings[name][i].copy())
+        for name, matrix in self.bow.items():
+            item[f"X_bow_{name}"] = torch.from_numpy(matrix[i].toarray().ravel().astype(np.float32))
+        return item
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> "MultiViewDataset":
+        """The tuples at ``indices`` (e.g. a train/validation split), as a new dataset."""
+        idx = np.asarray(indices)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return MultiViewDataset(
+            self.views, {k: v[idx] for k, v in self.embeddings.items()},
+            {k: v[idx] for k, v in self.bow.items()}, self.vocabularies, self.view_mask[idx],
+            ids=[self.ids[i] for i in idx],
+            documents={k: [v[i] for i in idx] for k, v in self.documents.items()},
+        )
+
+    def __repr__(self) -> str:
+        parts = []
+        for a, name in enumerate(self.view_names):
+            dim = self.embeddings[name].shape[1]
+            vocab = f", {len(self.vocabularies[name])} words" if name in self.bow else ""
+            parts.append(f"{name}: {int(self.view_mask[:, a].sum())} items, {dim}-d{vocab}")
+        return f"MultiViewDataset({len(self)} tuples; " + "; ".join(parts) + ")"
+
+
+class M3LDataPreparation(TopicModelDataPreparation):
+    """Prepares tuples of views for :class:`ctm_m3l.M3LTM`.
+
+    Args:
+        views: ``TextView``/``ImageView`` specs, e.g.
+            ``[TextView("en"), TextView("de"), ImageView("image")]``.
+        encoder_batch_size: items per encoder batch.
+        device: device for the encoders (default: CUDA when available).
+        cache_dir: folder for cached embeddings (keyed by encoder and content), or None.
+        show_progress_bar: show encoders' progress bars.
+
+    Example:
+        >>> prep = M3LDataPreparation([TextView("en"), TextView("de"), ImageView("image")])
+        >>> train = prep.fit(rows, custom_embeddings={"en": E_en, "de": E_de, "image": E_img})
+        >>> test_de = prep.transform(german_texts, view="de", custom_embeddings=E_test_de)
+    """
+
+    def __init__(self, views: Sequence[View], show_warning: bool = True, max_seq_length: int = 128,
+                 encoder_batch_size: int = 32, device: str | None = None,
+                 cache_dir: str | os.PathLike | None = None, show_progress_bar: bool = False) -> None:
+        super().__init__(contextualized_model=None, show_warning=show_warning,
+                         max_seq_length=max_seq_length)
+        self.views = validate_views(views)
+        self.view_names = [v.name for v in self.views]
+        self.encoder_batch_size = encoder_batch_size
+        self.device = device
+        self.cache_dir = cache_dir
+        self.show_progress_bar = show_progress_bar
+        self.vocabularies: dict[str, list[str]] = {}
+        self.embedding_sizes: dict[str, int] = {}
+        self._word_index: dict[str, dict[str, int]] = {}
+        self._encoders: dict[str, Any] = {}
+
+    # -- public API ---------------------------------------------------------------------
+    def fit(self, rows: Any, custom_embeddings: dict[str, Any] | None = None) -> MultiViewDataset:
+        """Learn each language's vocabulary and encode every view of ``rows``."""
+        records, base = read_rows(rows)
+        custom = self._check_custom(custom_embeddings)
+        values, mask = self._collect(records, self.views)
+        documents, tokens = {}, {}
+        for view in self.views:
+            if isinstance(view, TextView):
+                a = self.view_names.index(view.name)
+                tokens[view.name], documents[view.name] = self._tokenize(view, values[a], mask[:, a])
+                self._fit_vocabulary(view, tokens[view.name])
+        self.vocab = self.vocabularies[self.views[0].name] if isinstance(self.views[0], TextView) else []
+        self.id2token = dict(enumerate(self.vocab))
+        return self._build(records, values, mask, tokens, documents, custom, base, fitting=True)
+
+    def transform(self, rows: Any, view: str | None = None, custom_embeddings: Any = None) -> MultiViewDataset:
+        """Prepare new data with the fitted vocabularies and encoders.
+
+        Args:
+            rows: tuples (as in ``fit``), or, with ``view=``, a list of that view's items
+                alone (texts, or image paths).
+            view: the one view ``rows`` holds, or None for tuples of views.
+            custom_embeddings: with ``view=``, an ``(n, d)`` array; else a dict by view.
+        """
+        if not self.embedding_sizes:
+            raise RuntimeError("M3LDataPreparation.transform called before fit")
+        base = None
+        if view is not None:
+            if view not in self.view_names:
+                raise ValueError(f"unknown view {view!r}; the views are {self.view_names}")
+            if isinstance(rows, (str, os.PathLike)) or hasattr(rows, "columns"):
+                records, base = read_rows(rows)
+            else:
+                if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence):
+                    raise TypeError(f"with view={view!r}, rows must be a list of that view's items")
+                records = [{view: item} for item in rows]
+            records = [{view: r.get(view)} if isinstance(r, Mapping) else r for r in records]
+            if custom_embeddings is not None and not isinstance(custom_embeddings, Mapping):
+                custom_embeddings = {view: custom_embeddings}
+            views = [self.views[self.view_names.index(view)]]
+        else:
+            records, base = read_rows(rows)
+            views = self.views
+        custom = self._check_custom(custom_embeddings)
+        values, mask = self._collect(records, views)
+        # Expand to all views so the dataset's layout matches the fitted one.
+        full_values = [[None] * len(records) for _ in self.views]
+        full_mask = np.zeros((len(records), len(self.views)), dtype=bool)
+        for j, v in enumerate(views):
+            a = self.view_names.index(v.name)
+            full_values[a], full_mask[:, a] = values[j], mask[:, j]
+        documents, tokens = {}, {}
+        for v in views:
+            if isinstance(v, TextView):
+                a = self.view_names.index(v.name)
+                tokens[v.name], documents[v.name] = self._tokenize(v, full_values[a], full_mask[:, a])
+        return self._build(records, full_values, full_mask, tokens, documents, custom, base,
+                           fitting=False, active=[v.name for v in views])
+
+    def to_config(self) -> dict:
+        """Views, vocabularies and embedding sizes as JSON-able settings."""
+        return {"views": [v.to_config() for v in self.views], "vocabularies": self.vocabularies,
+                "embedding_sizes": self.embedding_sizes}
+
+    @classmethod
+    def from_config(cls, config: dict, **kwargs) -> "M3LDataPreparation":
+        prep = cls([view_from_config(c) for c in config["views"]], **kwargs)
+        prep.vocabularies = {k: list(v) for k, v in config["vocabularies"].items()}
+        prep._word_index = {k: {w: i for i, w in enumerate(v)} for k, v in prep.vocabularies.items()}
+        prep.embedding_sizes = {k: int(v) for k, v in config["embedding_sizes"].items()}
+        return prep
+
+    # -- steps ----------------------------------------------------------------------------
+    def _check_custom(self, custom: Any) -> dict[str, Any]:
+        if custom is None:
+            return {}
+        if not isinstance(custom, Mapping):
+            raise TypeError("custom_embeddings must be a dict {view name: array}")
+        unknown = [k for k in custom if k not in self.view_names]
+        if unknown:
+            raise ValueError(f"custom_embeddings has unknown view(s) {unknown}; the views are {self.view_names}")
+        return dict(custom)
+
+    def _collect(self, records: list[dict], views: Sequence[View]) -> tuple[list[list], np.ndarray]:
+        """Each view's values per row, and which rows have it; type and emptiness checks."""
+        if not records:
+            raise ValueError("no rows: the data is empty")
+        values = [[None] * len(records) for _ in views]
+        mask = np.zeros((len(records), len(views)), dtype=bool)
+        for i, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                raise TypeError(f"row {i} is a {type(record).__name__}, not a dict of views")
+            for a, view in enumerate(views):
+                value = record.get(view.name)
+                if _is_missing(value):
+                    continue
+                if isinstance(view, TextView) and not isinstance(value, str):
+                    raise TypeError(f"row {i}, view {view.name!r}: expected a text (str), got {type(value).__name__}")
+                if isinstance(view, ImageView) and not isinstance(value, (str, os.PathLike)) \
+                        and not hasattr(value, "convert"):
+                    raise TypeError(
+                        f"row {i}, view {view.name!r}: expected an image path or PIL image, got {type(value).__name__}")
+                values[a][i] = value
+                mask[i, a] = True
+        empty = np.flatnonzero(~mask.any(axis=1)).tolist()
+        if empty:
+            keys = sorted({str(k) for i in empty[:_MAX_LISTED] for k in records[i]})
+            raise ValueError(
+                f"row(s) {_listing(empty)} have none of the views {[v.name for v in views]} "
+                f"(their keys: {keys}); every tuple needs at least one view"
+            )
+        return values, mask
+
+    @staticmethod
+    def _tokenize(view: TextView, texts: list, present: np.ndarray) -> tuple[list, list]:
+        stop = view.stopword_set()
+        tokens = [
+            [w for w in tokenize(t, view.min_word_length) if w not in stop] if ok else []
+            for t, ok in zip(texts, present)
+        ]
+        return tokens, [" ".join(t) for t in tokens]
+
+    def _fit_vocabulary(self, view: TextView, tokens: list[list[str]]) -> None:
+        counts = Counter(w for doc in tokens for w in doc)
+        if not counts:
+            raise ValueError(
+                f"view {view.name!r}: the vocabulary is empty after lower-casing and removing "
+                "punctuation, numbers and stop words; check the column holds texts in the language "
+                f"{view.language!r} and the stop-word list"
+            )
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: view.vocabulary_size]
+        vocabulary = sorted(w for w, _ in ranked)
+        self.vocabularies[view.name] = vocabulary
+        self._word_index[view.name] = {w: i for i, w in enumerate(vocabulary)}
+
+    def _bow(self, view: str, tokens: list[list[str]]) -> sp.csr_matrix:
+        index = self._word_index[view]
+        indptr, indices = [0], []
+        for doc in tokens:
+            indices.extend(index[w] for w in doc if w in index)
+            indptr.append(len(indices))
+        data = np.ones(len(indices), dtype=np.float32)
+        matrix = sp.csr_matrix((data, np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64)),
+                               shape=(len(tokens), len(index)))
+        matrix.sum_duplicates()
+        return matrix
+
+    def _encoder(self, view: View):
+        if view.name not in self._encoders:
+            self._encoders[view.name] = get_encoder(
+                view.encoder, view.kind, device=self.device, batch_size=self.encoder_batch_size,
+                max_seq_length=getattr(view, "max_seq_length", self.max_seq_length),
+                show_progress_bar=self.show_progress_bar)
+        return self._encoders[view.name]
+
+    def _embed(self, view: View, items: list, rows: np.ndarray, n_rows: int, custom: Any,
+               base: Path | None, mask_column: np.ndarray, skipped: list) -> np.ndarray:
+        """``(n_rows, d)`` embeddings of ``view`` (zeros where absent); may unmark bad images."""
+        n_present = len(rows)
+        if custom is not None:
+            array = _as_embedding_array(view.name, custom, n_rows, n_present)
+            present_rows = array[rows] if array.shape[0] == n_rows else array
+        else:
+            if view.encoder is None:
+                raise ValueError(
+                    f"view {view.name!r} has no encoder and no custom_embeddings[{view.name!r}] was "
+                    f"given; pass one of them (e.g. {type(view).__name__}({view.name!r}, "
+                    f"encoder={'offline:minilm' if view.kind == 'text' else 'offline:efficientnet-lite0'!r}))"
+                )
+            key_items = None
+            if isinstance(view, ImageView):
+                paths = [item if hasattr(item, "convert") else
+                         (Path(item) if Path(item).is_absolute() or base is None else base / item)
+                         for item in items]
+                images, bad = load_images(paths, rows=rows.tolist())
+                if bad and view.on_error == "raise":
+                    raise ImageLoadError(view.name, bad)
+                if bad:
+                    warnings.warn(f"view {view.name!r}: skipped {len(bad)} unreadable image(s): "
+                                  + "; ".join(f"row {r}: {p} ({why})" for r, p, why in bad[:_MAX_LISTED]))
+                    bad_rows = {r for r, _, _ in bad}
+                    for r, p, why in bad:
+                        skipped.append((r, view.name, p, why))
+                        mask_column[r] = False
+                    keep = [k for k, r in enumerate(rows) if r not in bad_rows]
+                    rows = rows[keep]
+                    paths = [paths[k] for k in keep]
+                    images = [images[k] for k in keep]
+                key_items = [str(p) if not hasattr(p, "convert") else p for p in paths]
+                items = images if isinstance(view.encoder, str) else paths
+            encoder = self._encoder(view)
+            present_rows = encode_cached(encoder, list(items), view.name, self.cache_dir,
+                                         key_items=key_items) if len(items) else None
+            if present_rows is None:
+                size = self.embedding_sizes.get(view.name)
+                if size is None:
+                    raise ValueError(f"view {view.name!r}: no readable items to encode")
+                present_rows = np.zeros((0, size), dtype=np.float32)
+        bad = ~np.isfinite(present_rows).all(axis=1)
+        if bad.any():
+            raise ValueError(
+                f"view {view.name!r}: embeddings contain NaN or inf at row(s) {_listing(rows[bad].tolist())}")
+        out = np.zeros((n_rows, present_rows.shape[1]), dtype=np.float32)
+        out[rows] = present_rows
+        return out
+
+    def _build(self, records, values, mask, tokens, documents, custom, base, fitting: bool,
+               active: list[str] | None = None) -> MultiViewDataset:
+        n = len(records)
+        active = self.view_names if active is None else active
+        embeddings, bow, skipped = {}, {}, []
+        for a, view in enumerate(self.views):
+            if view.name not in active:
+                continue
+            rows = np.flatnonzero(mask[:, a])
+            items = [values[a][i] for i in rows]
+            embeddings[view.name] = self._embed(view, items, rows, n, custom.get(view.name), base,
+                                                mask[:, a], skipped)
+            size = embeddings[view.name].shape[1]
+            if fitting:
+                self.embedding_sizes[view.name] = size
+            elif size != self.embedding_sizes[view.name]:
+                raise ValueError(
+                    f"view {view.name!r}: embeddings have {size} dimensions, but the data was fitted "
+                    f"with {self.embedding_sizes[view.name]}; use the same encoder as in fit")
+        for view in self.views:  # views absent from a one-view transform: zeros, masked out
+            if view.name not in embeddings:
+                embeddings[view.name] = np.zeros((n, self.embedding_sizes[view.name]), dtype=np.float32)
+        for view in self.views:
+            if isinstance(view, TextView):
+                bow[view.name] = self._bow(view.name, tokens.get(view.name, [[]] * n))
+        empty = [v for a, v in enumerate(self.view_names) if v in active and not mask[:, a].any()]
+        if empty and fitting:
+            warnings.warn(f"view(s) {empty} have no items in these rows")
+        ids = [r.get("id", i) if isinstance(r, Mapping) else i for i, r in enumerate(records)]
+        return MultiViewDataset(self.views, embeddings, bow, dict(self.vocabularies), mask, ids=ids,
+                                documents=documents, skipped=skipped)

@@ -1,0 +1,161 @@
+"""The terms of the M3L-Contrast objective (Zosa & Pivovarova 2022, Eq. 1) as pure functions.
+
+Shapes: ``V`` views, ``N`` tuples in the batch, ``K`` topics, ``W`` words of a vocabulary.
+``present`` is a boolean ``(V, N)`` mask: ``present[a, i]`` says tuple ``i`` has view ``a``.
+Every multi-view term uses only the views a tuple has, so tuples with missing views (and
+batches where a view is absent altogether) need no special casing by the caller.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "reconstruction_loss",
+    "gaussian_kl",
+    "prior_kl",
+    "pairwise_view_kl",
+    "contrastive_pair_masks",
+    "multiview_info_nce",
+]
+
+
+def reconstruction_loss(bow: torch.Tensor, word_log_probs: torch.Tensor) -> torch.Tensor:
+    r"""Negative log-likelihood of a bag of words under the decoded word distribution.
+
+    .. math:: \mathrm{RL}_i = -\sum_w x_{iw} \log p_{iw}
+
+    Args:
+        bow: ``(N, W)`` word counts.
+        word_log_probs: ``(N, W)`` log word probabilities (rows of ``log softmax``).
+
+    Returns:
+        ``(N,)`` one loss per document.
+    """
+    return -(bow * word_log_probs).sum(dim=-1)
+
+
+def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor,
+                mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    r"""KL divergence between diagonal Gaussians, summed over the last dimension.
+
+    .. math::
+        \mathrm{KL}(q \| p) = \tfrac12 \sum_k \Big[\log\sigma^2_{p,k} - \log\sigma^2_{q,k}
+        + \frac{\sigma^2_{q,k} + (\mu_{q,k}-\mu_{p,k})^2}{\sigma^2_{p,k}} - 1\Big]
+
+    Args:
+        mu_q, logvar_q, mu_p, logvar_p: broadcastable tensors ``(..., K)``.
+
+    Returns:
+        ``(...)``.
+    """
+    return 0.5 * (
+        logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1.0
+    ).sum(dim=-1)
+
+
+def prior_kl(mu: torch.Tensor, logvar: torch.Tensor,
+             prior_mean: torch.Tensor, prior_variance: torch.Tensor) -> torch.Tensor:
+    r"""CTM's KL between a view's posterior and the topic prior (Laplace approximation of a
+    Dirichlet; ``prior_variance`` is a variance, as in CTM, not a log variance).
+
+    Args:
+        mu, logvar: ``(N, K)`` posterior parameters.
+        prior_mean, prior_variance: ``(K,)``.
+
+    Returns:
+        ``(N,)``.
+    """
+    return gaussian_kl(mu, logvar, prior_mean, prior_variance.log())
+
+
+def pairwise_view_kl(mu: torch.Tensor, logvar: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    r"""Sum of KL divergences between the posteriors of every ordered pair of a tuple's views.
+
+    .. math:: \mathrm{PKL}_i = \sum_{a \ne b,\ a,b \in \text{views}(i)}
+              \mathrm{KL}\big(q(\theta^a_i \mid x^a_i) \,\|\, q(\theta^b_i \mid x^b_i)\big)
+
+    Both directions are counted, as in Eq. 1 (the sum runs over ``a, b`` with ``a != b``).
+
+    Args:
+        mu, logvar: ``(V, N, K)`` posterior parameters of every view (rows of absent views
+            may hold anything finite).
+        present: ``(V, N)`` bool.
+
+    Returns:
+        ``(N,)``.
+    """
+    n_views = mu.shape[0]
+    kl = gaussian_kl(mu[:, None], logvar[:, None], mu[None, :], logvar[None, :])  # (V, V, N)
+    off_diagonal = ~torch.eye(n_views, dtype=torch.bool, device=mu.device)
+    valid = present[:, None, :] & present[None, :, :] & off_diagonal[:, :, None]
+    return torch.where(valid, kl, torch.zeros((), dtype=kl.dtype, device=kl.device)).sum(dim=(0, 1))
+
+
+def contrastive_pair_masks(present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positive and negative pairs of the contrastive term, each unordered pair once.
+
+    A pair is ``(theta_i^a, theta_j^b)`` with ``a < b``: positive when ``i == j`` (two views
+    of one tuple), negative when ``i != j`` (views of different tuples).  With every view
+    present, ``V`` views and ``N`` tuples give ``C(V, 2) * N`` positives and
+    ``C(V, 2) * (N^2 - N)`` negatives (3 views: ``3N`` and ``3(N^2 - N)``, as in the paper).
+
+    Args:
+        present: ``(V, N)`` bool.
+
+    Returns:
+        ``(positive, negative)``, each ``(V, V, N, N)`` bool, indexed ``[a, b, i, j]``.
+    """
+    n_views, n = present.shape
+    upper = torch.ones(n_views, n_views, dtype=torch.bool, device=present.device).triu(1)
+    same_tuple = torch.eye(n, dtype=torch.bool, device=present.device)
+    both = present[:, None, :, None] & present[None, :, None, :] & upper[:, :, None, None]
+    return both & same_tuple, both & ~same_tuple
+
+
+def multiview_info_nce(theta: torch.Tensor, present: torch.Tensor, temperature: float = 0.07,
+                       similarity: str = "dot") -> torch.Tensor:
+    r"""InfoNCE over every pair of views, positives within a tuple, negatives across tuples.
+
+    For an ordered view pair ``(a, b)`` and an anchor tuple ``i`` that has both views:
+
+    .. math::
+        \ell^{ab}_i = -\log \frac{\exp(s(\theta^a_i, \theta^b_i)/\tau)}
+                                 {\sum_{j:\, b \in \text{views}(j)} \exp(s(\theta^a_i, \theta^b_j)/\tau)}
+
+    with ``s`` the dot product (Eq. 1) or the cosine (NT-Xent, the authors' released code).
+    Each view pair is a symmetric, CLIP-style loss; the result is
+
+    .. math:: \sum_{a<b} \tfrac12\big(\overline{\ell^{ab}} + \overline{\ell^{ba}}\big)
+
+    where the bars average over the anchors that have both views: a mean over positive
+    pairs per view pair, as the released code's NT-Xent reduces, so that the paper's
+    weight ``s = 50`` keeps the meaning it was tuned with.  View pairs with no tuple that has
+    both views contribute 0.
+
+    Args:
+        theta: ``(V, N, K)`` sampled topic vectors.
+        present: ``(V, N)`` bool.
+        temperature: ``tau`` (0.07 in the paper).
+        similarity: ``"dot"`` or ``"cosine"``.
+
+    Returns:
+        A scalar.
+    """
+    if similarity == "cosine":
+        theta = F.normalize(theta, dim=-1)
+    elif similarity != "dot":
+        raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
+    n_views = theta.shape[0]
+    logits = torch.einsum("aik,bjk->abij", theta, theta) / temperature  # (V, V, N, N)
+    candidates = present[None, :, None, :]  # theta_j^b exists
+    # A large finite value rather than -inf: a row with no candidate (view b absent from
+    # the whole batch) must not produce NaN gradients through logsumexp.
+    logits = logits.masked_fill(~candidates, torch.finfo(logits.dtype).min / 4)
+    positive = torch.diagonal(logits, dim1=2, dim2=3)  # (V, V, N)
+    off_diagonal = ~torch.eye(n_views, dtype=torch.bool, device=theta.device)
+    valid = present[:, None, :] & present[None, :, :] & off_diagonal[:, :, None]
+    zero = torch.zeros((), dtype=theta.dtype, device=theta.device)
+    per_anchor = torch.where(valid, torch.logsumexp(logits, dim=-1) - positive, zero)
+    per_pair = per_anchor.sum(dim=-1) / valid.sum(dim=-1).clamp(min=1)
+    return 0.5 * per_pair.sum()

@@ -1,0 +1,726 @@
+"""M3L-Contrast (Zosa & Pivovarova, COLING 2022) as a CTM ``ZeroShotTM``.
+
+One inference network per view gives a Gaussian posterior over topics; one topic-word
+matrix per language decodes that language's bag of words from its own sampled topics.
+The loss of a batch of tuples ``i`` with views ``a, b`` is
+
+    sum_i [ w_rec   * sum_{languages l of i} RL(x^l_i, theta^l_i)
+          + w_prior * sum_{views a of i} KL(q_a || prior)
+          + w_pair  * sum_{a != b of i} KL(q_a || q_b) ]
+    + s * InfoNCE(theta; positives = views of one tuple, negatives = views of others)
+
+(Eq. 1 of the paper; see ``losses.py`` for each term).  Terms use only the views a tuple has.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from contextualized_topic_models.models.ctm import ZeroShotTM
+from scipy.special import softmax
+from torch import optim
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from tqdm.auto import tqdm
+
+from . import __version__
+from .data import MultiViewDataset
+from .losses import multiview_info_nce, pairwise_view_kl, prior_kl, reconstruction_loss
+from .networks import MultiViewDecoderNetwork
+
+__all__ = ["M3LTM", "DEFAULT_LOSS_WEIGHTS"]
+
+#: Default weights of the loss terms; see the README ("Which loss") for why.
+DEFAULT_LOSS_WEIGHTS = {"reconstruction": 1.0, "prior_kl": 1.0, "pair_kl": 1.0, "contrastive": 50.0}
+
+_FORMAT = "ctm-m3l-model"
+_FORMAT_VERSION = 1
+_CONFIG = "config.json"
+_WEIGHTS = "model.safetensors"
+
+
+def _resolve_device(device: Any) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a valid torch device (e.g. 'cpu', 'cuda', 'cuda:1')") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for CUDA, but torch sees no CUDA device here")
+    return dev
+
+
+class M3LTM(ZeroShotTM):
+    """Multilingual and multimodal contrastive topic model.
+
+    Args:
+        views: names of the views the model uses (``["en", "de", "image"]``); the kind of
+            each (text or image) and the sizes come from the dataset given to ``fit``.
+        n_components: number of topics (paper: 100).
+        model_type: ``"prodLDA"`` or ``"LDA"`` decoder, as in CTM.
+        hidden_sizes: hidden layers of each view's inference network (paper: ``(100,)``).
+        activation: ``"softplus"`` or ``"relu"``.
+        dropout: dropout of the inference networks and of theta (CTM: 0.2).
+        learn_priors: learn the topic prior's mean and variance (CTM: True).
+        batch_size: tuples per batch (paper: 32 for M3L-Contrast).
+        lr: learning rate (paper: 2e-3).
+        momentum: Adam's beta1 (CTM: 0.99), or SGD's momentum.
+        solver: ``"adam"`` or ``"sgd"``.
+        num_epochs: training epochs (paper: 100).
+        reduce_on_plateau: divide the learning rate by 10 when the training loss stalls for
+            10 epochs (CTM).
+        temperature: InfoNCE temperature tau (paper: 0.07).
+        similarity: ``"dot"`` (Eq. 1) or ``"cosine"`` (NT-Xent, the authors' released code).
+        loss_weights: weights of ``"reconstruction"``, ``"prior_kl"``, ``"pair_kl"`` and
+            ``"contrastive"`` (s); missing keys keep :data:`DEFAULT_LOSS_WEIGHTS`.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default: CUDA when available).
+        random_state: seed for initialisation, batch order and sampling; None for fresh randomness.
+        num_data_loader_workers: accepted for CTM compatibility; unused (batches are indexed
+            on the device, with no DataLoader).
+    """
+
+    def __init__(self, views: Sequence[str], n_components: int = 100, model_type: str = "prodLDA",
+                 hidden_sizes: Sequence[int] = (100,), activation: str = "softplus",
+                 dropout: float = 0.2, learn_priors: bool = True, batch_size: int = 32,
+                 lr: float = 2e-3, momentum: float = 0.99, solver: str = "adam",
+                 num_epochs: int = 100, reduce_on_plateau: bool = False, temperature: float = 0.07,
+                 similarity: str = "dot", loss_weights: Mapping[str, float] | None = None,
+                 device: Any = None, random_state: int | None = None,
+                 num_data_loader_workers: int = 0) -> None:
+        # CTM's constructor builds a one-view network and its optimizer from sizes given up
+        # front; this model learns its sizes from the dataset in ``fit``, so it sets CTM's
+        # attributes itself instead of calling ``super().__init__``.
+        if isinstance(views, str) or not isinstance(views, Sequence) or not views:
+            raise TypeError("views must be a non-empty list of view names, e.g. ['en', 'de', 'image']")
+        if not all(isinstance(v, str) and v for v in views):
+            raise TypeError(f"view names must be non-empty strings, got {list(views)!r}")
+        if len(set(views)) != len(views):
+            raise ValueError(f"views has a repeated name: {list(views)}")
+        _check_int("n_components", n_components, 1)
+        _check_int("batch_size", batch_size, 2)
+        _check_int("num_epochs", num_epochs, 0)
+        if model_type not in ("prodLDA", "LDA"):
+            raise ValueError(f"model_type must be 'prodLDA' or 'LDA', got {model_type!r}")
+        if isinstance(hidden_sizes, int):
+            hidden_sizes = (hidden_sizes,)
+        hidden_sizes = tuple(hidden_sizes)
+        if not hidden_sizes or not all(isinstance(h, int) and h > 0 for h in hidden_sizes):
+            raise ValueError(f"hidden_sizes must be a non-empty tuple of positive ints, got {hidden_sizes!r}")
+        if activation not in ("softplus", "relu"):
+            raise ValueError(f"activation must be 'softplus' or 'relu', got {activation!r}")
+        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if not isinstance(learn_priors, bool):
+            raise TypeError("learn_priors must be a bool")
+        if not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(f"lr must be > 0, got {lr!r}")
+        if not (isinstance(momentum, (int, float)) and 0 < momentum <= 1):
+            raise ValueError(f"momentum must be in (0, 1], got {momentum!r}")
+        if solver not in ("adam", "sgd"):
+            raise ValueError(f"solver must be 'adam' or 'sgd', got {solver!r}")
+        if not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        if similarity not in ("dot", "cosine"):
+            raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
+        weights = dict(DEFAULT_LOSS_WEIGHTS)
+        if loss_weights is not None:
+            if not isinstance(loss_weights, Mapping):
+                raise TypeError("loss_weights must be a dict, e.g. {'prior_kl': 1, 'pair_kl': 1, 'contrastive': 50}")
+            unknown = set(loss_weights) - set(DEFAULT_LOSS_WEIGHTS)
+            if unknown:
+                raise ValueError(f"unknown loss_weights key(s) {sorted(unknown)}; known: {sorted(DEFAULT_LOSS_WEIGHTS)}")
+            for key, value in loss_weights.items():
+                if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
+                    raise ValueError(f"loss_weights[{key!r}] must be a finite number >= 0, got {value!r}")
+                weights[key] = float(value)
+        if random_state is not None and not isinstance(random_state, int):
+            raise TypeError("random_state must be an int or None")
+
+        self.views = list(views)
+        self.n_components = n_components
+        self.model_type = model_type
+        self.hidden_sizes = hidden_sizes
+        self.activation = activation
+        self.dropout = float(dropout)
+        self.learn_priors = learn_priors
+        self.batch_size = batch_size
+        self.lr = float(lr)
+        self.momentum = float(momentum)
+        self.solver = solver
+        self.num_epochs = num_epochs
+        self.reduce_on_plateau = reduce_on_plateau
+        self.temperature = float(temperature)
+        self.similarity = similarity
+        self.weights = weights
+        self.random_state = random_state
+        self.num_data_loader_workers = num_data_loader_workers
+        self.device = _resolve_device(device)
+        self.USE_CUDA = self.device.type == "cuda"
+
+        # Learned from the training dataset.
+        self.view_kinds: dict[str, str] = {}
+        self.embedding_sizes: dict[str, int] = {}
+        self.vocabularies: dict[str, list[str]] = {}
+        self.model: MultiViewDecoderNetwork | None = None
+        self.optimizer = None
+        self.scheduler = None
+        self.history: list[dict[str, float]] = []
+        # CTM's attributes, kept so CTM code that reads them still works.
+        self.training_doc_topic_distributions = None
+        self.early_stopping = None
+        self.best_loss_train = float("inf")
+        self.model_dir = None
+        self.nn_epoch = None
+        self.validation_data = None
+        self.best_components = None
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def language_views(self) -> list[str]:
+        """The text views, in order: each has its own vocabulary and topic-word matrix."""
+        return [v for v in self.views if self.view_kinds.get(v) == "text"]
+
+    @property
+    def image_views(self) -> list[str]:
+        return [v for v in self.views if self.view_kinds.get(v) == "image"]
+
+    def _check_fitted(self) -> None:
+        if self.model is None:
+            raise RuntimeError("this M3LTM is not fitted yet: call fit(dataset) or M3LTM.load(path)")
+
+    # -- building -----------------------------------------------------------------------------
+    def _bind(self, dataset: MultiViewDataset) -> None:
+        """Learn view kinds and sizes from ``dataset`` and build the network (first fit)."""
+        if not isinstance(dataset, MultiViewDataset):
+            raise TypeError(
+                f"fit expects a MultiViewDataset (from M3LDataPreparation.fit), got {type(dataset).__name__}")
+        unknown = [v for v in self.views if v not in dataset.view_names]
+        if unknown:
+            raise ValueError(f"view(s) {unknown} are not in the dataset, whose views are {dataset.view_names}")
+        kinds = {v.name: v.kind for v in dataset.views}
+        sizes = {v: int(dataset.embeddings[v].shape[1]) for v in self.views}
+        if self.model is not None:
+            if any(kinds[v] != self.view_kinds[v] or sizes[v] != self.embedding_sizes[v] for v in self.views) \
+                    or any(dataset.vocabularies[v] != self.vocabularies[v] for v in self.language_views):
+                raise ValueError("this dataset's views, embedding sizes or vocabularies differ from the "
+                                 "ones the model was fitted on; prepare it with the same M3LDataPreparation")
+            return
+        if not any(kinds[v] == "text" for v in self.views):
+            raise ValueError(f"views {self.views} include no text view; at least one language is needed for topics")
+        empty = [v for v in self.views if not dataset.has_view(v).any()]
+        if empty:
+            raise ValueError(f"view(s) {empty} have no items in the training data; their networks cannot learn")
+        self.view_kinds = {v: kinds[v] for v in self.views}
+        self.embedding_sizes = sizes
+        self.vocabularies = {v: list(dataset.vocabularies[v]) for v in self.language_views}
+        self._build_network()
+
+    def _build_network(self) -> None:
+        if self.random_state is not None:
+            torch.manual_seed(self.random_state)
+        vocab_sizes = {self.views.index(v): len(self.vocabularies[v]) for v in self.language_views}
+        self.model = MultiViewDecoderNetwork(
+            [self.embedding_sizes[v] for v in self.views], vocab_sizes, self.n_components,
+            self.model_type, self.hidden_sizes, self.activation, self.dropout, self.learn_priors,
+        ).to(self.device)
+        if self.solver == "adam":
+            self.optimizer = optim.Adam(self.model.parameters(), lr=self.lr, betas=(self.momentum, 0.99))
+        else:
+            self.optimizer = optim.SGD(self.model.parameters(), lr=self.lr, momentum=self.momentum)
+        self.scheduler = ReduceLROnPlateau(self.optimizer, patience=10) if self.reduce_on_plateau else None
+
+    # -- data on the device -------------------------------------------------------------------
+    def _device_data(self, dataset: MultiViewDataset) -> dict[str, Any]:
+        """The dataset's model views as device tensors (BoW kept sparse, as CSR arrays)."""
+        columns = [dataset.view_index(v) for v in self.views]
+        mask = dataset.view_mask[:, columns]
+        embeddings = [torch.from_numpy(np.ascontiguousarray(dataset.embeddings[v], dtype=np.float32)).to(self.device)
+                      for v in self.views]
+        bows = []
+        for v in self.language_views:
+            csr = dataset.bow[v].tocsr()
+            csr.sum_duplicates()
+            bows.append({
+                "indptr_host": csr.indptr.astype(np.int64),
+                "indptr": torch.from_numpy(csr.indptr.astype(np.int64)).to(self.device),
+                "indices": torch.from_numpy(csr.indices.astype(np.int64)).to(self.device),
+                "data": torch.from_numpy(csr.data.astype(np.float32)).to(self.device),
+                "n_words": csr.shape[1],
+            })
+        return {"mask": mask, "embeddings": embeddings, "bows": bows, "n": len(dataset)}
+
+    def _batches(self, n: int, generator: torch.Generator | None, shuffle: bool) -> list[np.ndarray]:
+        order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
+        batches = [order[s:s + self.batch_size] for s in range(0, n, self.batch_size)]
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            # A one-tuple batch has no negatives and no batch statistics: fold it into the previous.
+            batches[-2] = np.concatenate([batches[-2], batches[-1]])
+            batches.pop()
+        return batches
+
+    def _dense_bow(self, bow: dict, rows: torch.Tensor, rows_host: np.ndarray) -> torch.Tensor:
+        """``(len(rows), W)`` dense counts of the given rows, gathered from CSR on the device."""
+        indptr_host = bow["indptr_host"]
+        counts_host = indptr_host[rows_host + 1] - indptr_host[rows_host]
+        total = int(counts_host.sum())
+        out = torch.zeros(len(rows_host), bow["n_words"], device=self.device)
+        if total == 0:
+            return out
+        indptr = bow["indptr"]
+        starts = indptr[rows]
+        counts = indptr[rows + 1] - starts
+        row_of = torch.repeat_interleave(torch.arange(len(rows_host), device=self.device), counts,
+                                         output_size=total)
+        offsets = torch.cumsum(counts, 0) - counts
+        position = starts[row_of] + torch.arange(total, device=self.device) - offsets[row_of]
+        out[row_of, bow["indices"][position]] = bow["data"][position]
+        return out
+
+    # -- the objective ------------------------------------------------------------------------
+    def _batch_terms(self, data: dict, batch_host: np.ndarray) -> dict[str, torch.Tensor]:
+        """Summed loss terms of one batch (InfoNCE as defined in ``multiview_info_nce``)."""
+        net = self.model
+        n_views, b, k = len(self.views), len(batch_host), self.n_components
+        batch = torch.from_numpy(batch_host).to(self.device)
+        mask_host = data["mask"][batch_host]  # (B, V) on the host: no device sync to plan the batch
+        present = torch.from_numpy(np.ascontiguousarray(mask_host.T)).to(self.device)
+        zero = torch.zeros((), device=self.device)
+        mus, logvars, thetas = [], [], []
+        rec, pkl = zero, zero
+        language = 0
+        for a, view in enumerate(self.views):
+            positions_host = np.flatnonzero(mask_host[:, a])
+            full = len(positions_host) == b
+            if len(positions_host) == 0:  # no tuple of this batch has the view
+                filler = torch.zeros(b, k, device=self.device)
+                mus.append(filler)
+                logvars.append(filler)
+                thetas.append(filler)
+                language += self.view_kinds[view] == "text"
+                continue
+            positions = None if full else torch.from_numpy(positions_host).to(self.device)
+            rows = batch if full else batch[positions]
+            mu, logvar = net.posterior(a, data["embeddings"][a][rows])
+            theta = net.sample_theta(mu, logvar)
+            if self.view_kinds[view] == "text":
+                rows_host = batch_host[positions_host]
+                bow = self._dense_bow(data["bows"][language], rows, rows_host)
+                rec = rec + reconstruction_loss(bow, net.word_log_probs(language, theta)).sum()
+                language += 1
+            pkl = pkl + prior_kl(mu, logvar, net.prior_mean, net.prior_variance).sum()
+            if not full:
+                mu = torch.zeros(b, k, device=self.device).index_copy(0, positions, mu)
+                logvar = torch.zeros(b, k, device=self.device).index_copy(0, positions, logvar)
+                theta = torch.zeros(b, k, device=self.device).index_copy(0, positions, theta)
+            mus.append(mu)
+            logvars.append(logvar)
+            thetas.append(theta)
+        mu, logvar, theta = torch.stack(mus), torch.stack(logvars), torch.stack(thetas)
+        pair = pairwise_view_kl(mu, logvar, present).sum() if n_views > 1 else zero
+        contrastive = multiview_info_nce(theta, present, self.temperature, self.similarity) \
+            if n_views > 1 else zero
+        w = self.weights
+        loss = (w["reconstruction"] * rec + w["prior_kl"] * pkl + w["pair_kl"] * pair
+                + w["contrastive"] * contrastive)
+        return {"loss": loss, "reconstruction": rec, "prior_kl": pkl, "pair_kl": pair,
+                "contrastive": contrastive}
+
+    def _run_epoch(self, data: dict, generator: torch.Generator | None, train: bool) -> dict[str, float]:
+        self.model.train(train)
+        sums = defaultdict(lambda: torch.zeros((), device=self.device))
+        batches = self._batches(data["n"], generator, shuffle=train)
+        with torch.set_grad_enabled(train):
+            for batch_host in batches:
+                terms = self._batch_terms(data, batch_host)
+                if train:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    terms["loss"].backward()
+                    self.optimizer.step()
+                for key, value in terms.items():
+                    sums[key] = sums[key] + value.detach()
+        # One host sync per epoch. Sums over tuples are reported per tuple; the contrastive
+        # term (a mean per batch) is reported as its mean over batches.
+        out = {key: float(value) / data["n"] for key, value in sums.items() if key != "contrastive"}
+        out["contrastive"] = float(sums["contrastive"]) / max(len(batches), 1)
+        if not all(math.isfinite(v) for v in out.values()):
+            raise FloatingPointError(
+                f"the loss became {out} (not finite); lower lr, check the embeddings' scale, or "
+                "use similarity='cosine'")
+        return out
+
+    # -- fit ------------------------------------------------------------------------------------
+    def fit(self, train_dataset: MultiViewDataset, validation_dataset: MultiViewDataset | None = None,
+            save_dir: str | os.PathLike | None = None, verbose: bool = False, patience: int = 5,
+            delta: float = 0, n_samples: int = 20, do_train_predictions: bool = False,
+            progress_bar: bool = True) -> "M3LTM":
+        """Train on ``train_dataset``.
+
+        Args:
+            train_dataset: a :class:`MultiViewDataset` from ``M3LDataPreparation.fit``.
+            validation_dataset: prepared with the same preparation; training stops when its
+                loss has not improved by more than ``delta`` for ``patience`` epochs, and the
+                best epoch's weights are kept (CTM's early stopping).
+            save_dir: save the final (or best) model there (see :meth:`save`).
+            verbose: print every loss term per epoch.
+            n_samples: samples averaged for ``training_doc_topic_distributions`` when
+                ``do_train_predictions`` is set.
+            progress_bar: show a tqdm bar over epochs.
+
+        Returns:
+            self.
+        """
+        self._bind(train_dataset)
+        if validation_dataset is not None:
+            if not isinstance(validation_dataset, MultiViewDataset):
+                raise TypeError("validation_dataset must be a MultiViewDataset")
+            missing = [v for v in self.views if v not in validation_dataset.view_names]
+            if missing:
+                raise ValueError(f"validation_dataset lacks view(s) {missing}")
+            _check_int("patience", patience, 1)
+        if len(train_dataset) < 2:
+            raise ValueError("training needs at least 2 tuples (contrastive negatives come from other tuples)")
+        self.model_dir = save_dir
+        self.validation_data = validation_dataset
+        generator = torch.Generator()
+        generator.manual_seed(self.random_state if self.random_state is not None else
+                              int(torch.randint(0, 2**62, (1,)).item()))
+        if self.random_state is not None:
+            torch.manual_seed(self.random_state)
+        train_data = self._device_data(train_dataset)
+        val_data = self._device_data(validation_dataset) if validation_dataset is not None else None
+        best_val, best_state, stale = float("inf"), None, 0
+        bar = tqdm(range(self.num_epochs), disable=not progress_bar, desc="M3LTM", leave=True)
+        for epoch in bar:
+            self.nn_epoch = epoch
+            start = time.perf_counter()
+            record = {"epoch": epoch + 1, **self._run_epoch(train_data, generator, train=True)}
+            if self.scheduler is not None:
+                self.scheduler.step(record["loss"])
+            if val_data is not None:
+                val = self._run_epoch(val_data, None, train=False)
+                record.update({f"val_{k}": v for k, v in val.items()})
+            record["seconds"] = time.perf_counter() - start
+            self.history.append(record)
+            self.best_loss_train = min(self.best_loss_train, record["loss"])
+            bar.set_postfix(loss=f"{record['loss']:.2f}",
+                            **({"val": f"{record['val_loss']:.2f}"} if val_data is not None else {}))
+            if verbose:
+                print(_format_record(record, self.num_epochs))
+            if val_data is not None:
+                if record["val_loss"] < best_val - delta:
+                    best_val, stale = record["val_loss"], 0
+                    best_state = copy.deepcopy(self.model.state_dict())
+                else:
+                    stale += 1
+                    if stale >= patience:
+                        if verbose:
+                            print(f"Early stopping after epoch {epoch + 1}; keeping the weights of the best epoch")
+                        break
+        bar.close()
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        self.best_components = self.model.topic_word_matrix(0).detach()
+        if do_train_predictions:
+            self.training_doc_topic_distributions = {
+                v: self.get_thetas(train_dataset, view=v, n_samples=n_samples) for v in self.views}
+        if save_dir is not None:
+            self.save(save_dir)
+        return self
+
+    # -- inference --------------------------------------------------------------------------------
+    def _resolve_view(self, dataset: MultiViewDataset, view: str | None) -> str:
+        if view is None:
+            present = [v for v in self.views if v in dataset.view_names and dataset.has_view(v).any()]
+            if len(present) != 1:
+                raise ValueError(f"this dataset has items in views {present}; say which with view=...")
+            return present[0]
+        if view not in self.views:
+            raise ValueError(f"unknown view {view!r}; the model's views are {self.views}")
+        return view
+
+    def get_thetas(self, dataset: MultiViewDataset, n_samples: int = 20, view: str | None = None,
+                   seed: int | None = None, batch_size: int = 4096) -> np.ndarray:
+        """Topic distributions of ``dataset``'s items in one view.
+
+        Each item goes through that view's inference network alone; ``n_samples`` samples of
+        ``softmax(mu + sigma * eps)`` are averaged, as in CTM.
+
+        Args:
+            dataset: a :class:`MultiViewDataset` (e.g. ``prep.transform(texts, view="de")``).
+            n_samples: samples averaged per item (paper: 20).
+            view: which view; may be left out when the dataset has items in one view only.
+            seed: seed of the sampling noise, for repeatable results.
+
+        Returns:
+            ``(n, K)`` array whose rows sum to 1; rows of tuples that lack the view are NaN.
+        """
+        self._check_fitted()
+        if not isinstance(dataset, MultiViewDataset):
+            raise TypeError(f"expected a MultiViewDataset, got {type(dataset).__name__}")
+        _check_int("n_samples", n_samples, 1)
+        view = self._resolve_view(dataset, view)
+        a = self.views.index(view)
+        embeddings = dataset.embeddings[view]
+        if embeddings.shape[1] != self.embedding_sizes[view]:
+            raise ValueError(
+                f"view {view!r}: the dataset's embeddings have {embeddings.shape[1]} dimensions, "
+                f"the model was trained on {self.embedding_sizes[view]}")
+        rows = np.flatnonzero(dataset.has_view(view))
+        out = np.full((len(dataset), self.n_components), np.nan)
+        if len(rows) < len(dataset):
+            warnings.warn(f"{len(dataset) - len(rows)} of {len(dataset)} tuples have no {view!r} view; "
+                          "their rows are NaN", stacklevel=2)
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(seed)
+        self.model.eval()
+        with torch.no_grad():
+            for s in range(0, len(rows), batch_size):
+                chunk = rows[s:s + batch_size]
+                x = torch.from_numpy(np.ascontiguousarray(embeddings[chunk], dtype=np.float32)).to(self.device)
+                mu, logvar = self.model.posterior(a, x)
+                eps = torch.randn((n_samples, *mu.shape), generator=generator, device=self.device)
+                theta = torch.softmax(mu + eps * torch.exp(0.5 * logvar), dim=-1).mean(dim=0)
+                out[chunk] = theta.double().cpu().numpy()
+        out[rows] /= out[rows].sum(axis=1, keepdims=True)
+        return out
+
+    def get_doc_topic_distribution(self, dataset: MultiViewDataset, n_samples: int = 20,
+                                   view: str | None = None, seed: int | None = None) -> np.ndarray:
+        """CTM's name for :meth:`get_thetas`."""
+        return self.get_thetas(dataset, n_samples=n_samples, view=view, seed=seed)
+
+    def transform(self, dataset: MultiViewDataset, view: str | None = None, n_samples: int = 20,
+                  seed: int | None = None) -> np.ndarray:
+        """scikit-learn's name for :meth:`get_thetas`."""
+        return self.get_thetas(dataset, n_samples=n_samples, view=view, seed=seed)
+
+    def get_predicted_topics(self, dataset: MultiViewDataset, n_samples: int = 20,
+                             view: str | None = None, seed: int | None = None) -> np.ndarray:
+        """The most likely topic of every item (-1 where the tuple lacks the view)."""
+        theta = self.get_thetas(dataset, n_samples=n_samples, view=view, seed=seed)
+        top = np.full(len(theta), -1)
+        ok = ~np.isnan(theta).any(axis=1)
+        top[ok] = theta[ok].argmax(axis=1)
+        return top
+
+    predict = get_predicted_topics
+
+    def get_item_topics(self, dataset: MultiViewDataset, view: str | None = None,
+                        language: str | None = None, n_topics: int = 3, k: int = 10,
+                        n_samples: int = 20, seed: int | None = None) -> list[list[tuple[int, float, list[str]]]]:
+        """Each item's top topics as ``(topic, probability, words in `language`)``.
+
+        This is how an image gets words: its topics come from the image network, their words
+        from any language's topic-word matrix (``language="de"`` labels images in German).
+        Items of tuples that lack the view get an empty list.
+        """
+        words = self.get_topic_lists(k=k, language=language)
+        theta = self.get_thetas(dataset, n_samples=n_samples, view=view, seed=seed)
+        out = []
+        for row in theta:
+            if np.isnan(row).any():
+                out.append([])
+                continue
+            top = np.argsort(-row)[:n_topics]
+            out.append([(int(t), float(row[t]), words[t]) for t in top])
+        return out
+
+    # -- topics -------------------------------------------------------------------------------------
+    def _language(self, language: str | None) -> str:
+        self._check_fitted()
+        if language is None:
+            if len(self.language_views) == 1:
+                return self.language_views[0]
+            raise ValueError(f"this model has several languages {self.language_views}; pass language=...")
+        if language in self.image_views:
+            raise ValueError(
+                f"{language!r} is an image view and has no vocabulary; image views borrow the words "
+                f"of the topics: use language= one of {self.language_views}")
+        if language not in self.language_views:
+            raise ValueError(f"unknown language {language!r}; the model's languages are {self.language_views}")
+        return language
+
+    def get_topic_word_matrix(self, language: str | None = None) -> np.ndarray:
+        """``(K, W)`` topic-word weights of ``language`` (unnormalised for prodLDA, as CTM)."""
+        index = self.language_views.index(self._language(language))
+        return self.model.topic_word_matrix(index).detach().cpu().numpy()
+
+    def get_topic_word_distribution(self, language: str | None = None) -> np.ndarray:
+        """``(K, W)`` rows summing to 1."""
+        matrix = self.get_topic_word_matrix(language)
+        return matrix if self.model_type == "LDA" else softmax(matrix, axis=1)
+
+    def get_topic_lists(self, k: int = 10, language: str | None = None) -> list[list[str]]:
+        """The ``k`` top words of every topic in ``language``; topic ``i`` is aligned across
+        languages (the same topic, in each language's words)."""
+        language = self._language(language)
+        vocabulary = self.vocabularies[language]
+        _check_int("k", k, 1)
+        if k > len(vocabulary):
+            raise ValueError(f"k={k} is larger than the {language!r} vocabulary ({len(vocabulary)} words)")
+        matrix = self.get_topic_word_matrix(language)
+        top = np.argsort(-matrix, axis=1, kind="stable")[:, :k]
+        return [[vocabulary[j] for j in row] for row in top]
+
+    def get_topics(self, k: int = 10, language: str | None = None) -> dict[int, list[str]]:
+        """``{topic: top k words}`` in ``language`` (CTM's format)."""
+        return dict(enumerate(self.get_topic_lists(k=k, language=language)))
+
+    def get_word_distribution_by_topic_id(self, topic: int, language: str | None = None) -> list[tuple[str, float]]:
+        """``(word, probability)`` of one topic in ``language``, most probable first."""
+        if not isinstance(topic, (int, np.integer)) or not 0 <= topic < self.n_components:
+            raise ValueError(f"topic must be an int in [0, {self.n_components}), got {topic!r}")
+        language = self._language(language)
+        dist = self.get_topic_word_distribution(language)[topic]
+        return sorted(zip(self.vocabularies[language], dist.tolist()), key=lambda t: -t[1])
+
+    def get_wordcloud(self, topic_id: int, n_words: int = 5, background_color: str = "black",
+                      width: int = 1000, height: int = 400, language: str | None = None):
+        """Show a word cloud of one topic in ``language`` (CTM's plot, per language)."""
+        import matplotlib.pyplot as plt
+        import wordcloud
+
+        words = dict(self.get_word_distribution_by_topic_id(topic_id, language)[:n_words])
+        plt.figure(figsize=(10, 4), dpi=200)
+        plt.axis("off")
+        plt.imshow(wordcloud.WordCloud(width=width, height=height, background_color=background_color)
+                   .generate_from_frequencies(words))
+        plt.title(f"Topic {topic_id} ({self._language(language)})", loc="center", fontsize=24)
+        plt.show()
+
+    def get_ldavis_data_format(self, vocab, dataset: MultiViewDataset, n_samples: int = 20,
+                               language: str | None = None) -> dict[str, Any]:
+        """pyLDAvis input for one language (``vocab`` may be None: the model's vocabulary)."""
+        language = self._language(language)
+        has = dataset.has_view(language)
+        bow = dataset.bow[language][has]
+        return {
+            "topic_term_dists": self.get_topic_word_distribution(language),
+            "doc_topic_dists": self.get_thetas(dataset, n_samples=n_samples, view=language)[has],
+            "doc_lengths": np.ravel(bow.sum(axis=1)),
+            "vocab": list(vocab) if vocab is not None else self.vocabularies[language],
+            "term_frequency": np.ravel(bow.sum(axis=0)),
+        }
+
+    # -- persistence ----------------------------------------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "views": self.views, "n_components": self.n_components, "model_type": self.model_type,
+            "hidden_sizes": list(self.hidden_sizes), "activation": self.activation,
+            "dropout": self.dropout, "learn_priors": self.learn_priors, "batch_size": self.batch_size,
+            "lr": self.lr, "momentum": self.momentum, "solver": self.solver,
+            "num_epochs": self.num_epochs, "reduce_on_plateau": self.reduce_on_plateau,
+            "temperature": self.temperature, "similarity": self.similarity,
+            "loss_weights": self.weights, "random_state": self.random_state,
+        }
+
+    def save(self, models_dir: str | os.PathLike) -> Path:
+        """Save to the directory ``models_dir``: ``model.safetensors`` (tensors) and
+        ``config.json`` (settings, view kinds, sizes, vocabularies, training history and the
+        weights' SHA-256).  Files are written atomically; loading never unpickles."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        if models_dir is None:
+            raise ValueError("save needs a directory")
+        directory = Path(models_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        weights_tmp = directory / f".{_WEIGHTS}.tmp{os.getpid()}"
+        save_file(tensors, str(weights_tmp))
+        digest = _sha256(weights_tmp)
+        config = {
+            "format": _FORMAT, "format_version": _FORMAT_VERSION, "ctm_m3l_version": __version__,
+            "settings": self._settings(), "view_kinds": self.view_kinds,
+            "embedding_sizes": self.embedding_sizes, "vocabularies": self.vocabularies,
+            "history": self.history, "weights_sha256": digest,
+        }
+        config_tmp = directory / f".{_CONFIG}.tmp{os.getpid()}"
+        config_tmp.write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
+        os.replace(weights_tmp, directory / _WEIGHTS)
+        os.replace(config_tmp, directory / _CONFIG)
+        return directory
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike, device: Any = None) -> "M3LTM":
+        """Load a model saved with :meth:`save` (no training data needed).
+
+        Raises ``ValueError`` naming the file when the directory is not a saved model or its
+        files were changed after saving.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(model_dir)
+        config_path, weights_path = directory / _CONFIG, directory / _WEIGHTS
+        if not directory.is_dir():
+            raise ValueError(f"{str(directory)!r} is not a directory holding a saved M3LTM")
+        if not config_path.is_file() or not weights_path.is_file():
+            raise ValueError(f"{str(directory)!r} is not a saved M3LTM: it needs {_CONFIG} and {_WEIGHTS}")
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{config_path}: not valid JSON ({err})") from err
+        if not isinstance(config, dict) or config.get("format") != _FORMAT:
+            raise ValueError(f"{config_path}: not an M3LTM config (format is not {_FORMAT!r})")
+        if config.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"{config_path}: format_version {config.get('format_version')!r} is not "
+                             f"supported by this ctm-m3l ({_FORMAT_VERSION})")
+        if _sha256(weights_path) != config.get("weights_sha256"):
+            raise ValueError(f"{weights_path}: the weights do not match the checksum in {_CONFIG}; "
+                             "the file was modified or corrupted after saving")
+        try:
+            settings = dict(config["settings"])
+            settings["hidden_sizes"] = tuple(settings["hidden_sizes"])
+            model = cls(**settings, device=device)
+            model.view_kinds = {str(k): str(v) for k, v in config["view_kinds"].items()}
+            model.embedding_sizes = {str(k): int(v) for k, v in config["embedding_sizes"].items()}
+            model.vocabularies = {str(k): [str(w) for w in v] for k, v in config["vocabularies"].items()}
+            model.history = list(config.get("history", []))
+            if set(model.view_kinds) != set(model.views) or set(model.embedding_sizes) != set(model.views) \
+                    or set(model.vocabularies) != set(model.language_views):
+                raise ValueError("views, view kinds, sizes and vocabularies disagree")
+            model._build_network()
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{config_path}: invalid or altered settings: {err}") from err
+        try:
+            state = load_file(str(weights_path), device="cpu")
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"{weights_path}: not a readable safetensors file ({err})") from err
+        expected = model.model.state_dict()
+        if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
+            raise ValueError(f"{weights_path}: tensors do not match the architecture in {_CONFIG}")
+        model.model.load_state_dict(state)
+        model.best_components = model.model.topic_word_matrix(0).detach()
+        return model
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _format_record(record: dict, num_epochs: int) -> str:
+    terms = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds"))
+    return f"Epoch [{record['epoch']}/{num_epochs}] {terms} ({record['seconds']:.2f}s)"

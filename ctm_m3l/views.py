@@ -1,0 +1,252 @@
+"""View specifications: what each column of a tuple is and how it becomes numbers.
+
+A *view* is one member of a tuple of comparable items: an English text, a German text,
+an image.  Text views have a language, stop words and a vocabulary (they get a
+bag-of-words and their own topic-word matrix); image views only get an embedding.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+__all__ = ["TextView", "ImageView", "View", "tokenize", "resolve_language", "validate_views"]
+
+# ISO 639-1 code -> NLTK stop-word corpus name.  Languages NLTK lacks (Czech, ...) are
+# looked up in `stopwordsiso` by code when that package is installed.
+ISO_TO_NLTK = {
+    "ar": "arabic", "az": "azerbaijani", "eu": "basque", "bn": "bengali", "ca": "catalan",
+    "zh": "chinese", "da": "danish", "nl": "dutch", "en": "english", "fi": "finnish",
+    "fr": "french", "de": "german", "el": "greek", "he": "hebrew", "hu": "hungarian",
+    "id": "indonesian", "it": "italian", "kk": "kazakh", "ne": "nepali", "no": "norwegian",
+    "nb": "norwegian", "pt": "portuguese", "ro": "romanian", "ru": "russian", "sl": "slovene",
+    "es": "spanish", "sv": "swedish", "tg": "tajik", "tr": "turkish",
+}
+NLTK_TO_ISO = {v: k for k, v in ISO_TO_NLTK.items()}
+# Codes with no NLTK list whose names we still recognise (stop words come from stopwordsiso).
+OTHER_ISO = {"cs", "pl", "sk", "hr", "sr", "bg", "uk", "et", "lv", "lt", "ja", "ko", "hi",
+             "fa", "vi", "th", "ga", "is", "mt", "sq", "mk", "be", "hy", "ka", "ms", "sw"}
+
+# Letters only: every Unicode letter survives (ä, ß, é, č, ř ...); digits, underscores and
+# punctuation split tokens.  `[a-zA-Z]` would silently drop German and Czech words.
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+
+_DEFAULT = "auto"
+
+
+def tokenize(text: str, min_word_length: int = 2) -> list[str]:
+    """Lower-cased words of ``text``: Unicode letters only, numbers and punctuation removed."""
+    return [w for w in _WORD.findall(text.lower()) if len(w) >= min_word_length]
+
+
+def resolve_language(name: str) -> str | None:
+    """The ISO 639-1 code a view name implies (``"de"``, ``"text_de"``, ``"german"``), or None."""
+    candidates = [name.lower()] + re.split(r"[_\-\s.]+", name.lower())
+    for c in candidates:
+        if c in ISO_TO_NLTK or c in OTHER_ISO:
+            return c
+        if c in NLTK_TO_ISO:
+            return NLTK_TO_ISO[c]
+    return None
+
+
+def _load_stopwords(view: str, language: str | None) -> list[str]:
+    if language is None:
+        raise ValueError(
+            f"view {view!r}: cannot tell which language's stop words to use from its name; "
+            "pass language='en' (an ISO 639-1 code), stopwords=[...] or stopwords=None"
+        )
+    if language in ISO_TO_NLTK:
+        corpus = ISO_TO_NLTK[language]
+        try:
+            from nltk.corpus import stopwords as nltk_stopwords
+
+            return list(nltk_stopwords.words(corpus))
+        except LookupError as err:
+            raise ValueError(
+                f"view {view!r}: NLTK's {corpus!r} stop-word list is not installed; run "
+                "`python -m nltk.downloader stopwords`, point NLTK_DATA at a folder that has "
+                "corpora/stopwords, or pass stopwords=[...]"
+            ) from err
+    try:
+        import stopwordsiso
+    except ImportError as err:
+        raise ValueError(
+            f"view {view!r}: NLTK has no stop-word list for language {language!r}; install "
+            "`stopwordsiso` (pip install stopwordsiso) or pass stopwords=[...] or stopwords=None"
+        ) from err
+    if not stopwordsiso.has_lang(language):
+        raise ValueError(
+            f"view {view!r}: no stop-word list is known for language {language!r}; "
+            "pass stopwords=[...] or stopwords=None"
+        )
+    return sorted(stopwordsiso.stopwords(language))
+
+
+def _check_name(name: Any, kind: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"{kind} name must be a non-empty string, got {name!r}")
+    return name
+
+
+def _check_encoder(name: str, encoder: Any) -> None:
+    if encoder is not None and not isinstance(encoder, str) and not callable(encoder):
+        raise TypeError(
+            f"view {name!r}: encoder must be a model name or path (str), a callable "
+            f"list -> np.ndarray, or None; got {type(encoder).__name__}"
+        )
+
+
+@dataclass
+class TextView:
+    """A text view in one language: gets an embedding, a bag-of-words and its own topics.
+
+    Parameters
+    ----------
+    name : str
+        Key of this view in every tuple (``"en"``, ``"de"``, ``"text_fr"``...).
+    encoder : str, callable or None
+        How texts become embeddings: a sentence-transformers model name or directory, an
+        ``"offline:..."`` encoder (see :mod:`ctm_m3l.encoders`), a callable
+        ``list[str] -> np.ndarray``, or None when embeddings are always given through
+        ``custom_embeddings``.
+    stopwords : "auto", list of str or None
+        "auto" (default): NLTK's list for the language the name implies (``en`` -> english,
+        ``de`` -> german...), else ``stopwordsiso``'s; a list: exactly these words; None: keep
+        every word.
+    vocabulary_size : int
+        Keep the most frequent words of this language (paper appendix: 2,000).
+    language : str or None
+        ISO 639-1 code; by default inferred from ``name``.
+    min_word_length : int
+        Shorter words are dropped (single letters carry no topic).
+    max_seq_length : int
+        Passed to sentence-transformers encoders (paper appendix: 128 tokens).
+    """
+
+    name: str
+    encoder: Union[str, Callable[[list], Any], None] = None
+    stopwords: Union[str, Sequence[str], None] = _DEFAULT
+    vocabulary_size: int = 2000
+    language: str | None = None
+    min_word_length: int = 2
+    max_seq_length: int = 128
+    kind: str = field(default="text", init=False)
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "TextView")
+        _check_encoder(self.name, self.encoder)
+        if isinstance(self.vocabulary_size, bool) or not isinstance(self.vocabulary_size, int) \
+                or self.vocabulary_size < 1:
+            raise ValueError(
+                f"view {self.name!r}: vocabulary_size must be a positive int, got {self.vocabulary_size!r}"
+            )
+        if not isinstance(self.min_word_length, int) or self.min_word_length < 1:
+            raise ValueError(f"view {self.name!r}: min_word_length must be an int >= 1")
+        if isinstance(self.stopwords, str) and self.stopwords != _DEFAULT:
+            raise TypeError(
+                f"view {self.name!r}: stopwords must be 'auto', a list of words or None, "
+                f"got the string {self.stopwords!r}"
+            )
+        if self.stopwords is not None and not isinstance(self.stopwords, str):
+            if not isinstance(self.stopwords, Iterable) or not all(
+                    isinstance(w, str) for w in self.stopwords):
+                raise TypeError(f"view {self.name!r}: stopwords must be a list of strings")
+            self.stopwords = list(self.stopwords)
+        if self.language is None:
+            self.language = resolve_language(self.name)
+        elif not isinstance(self.language, str):
+            raise TypeError(f"view {self.name!r}: language must be an ISO 639-1 code string")
+
+    def stopword_set(self) -> frozenset[str]:
+        """The stop words this view removes (loads NLTK's list on first use)."""
+        if self.stopwords is None:
+            return frozenset()
+        if self.stopwords == _DEFAULT:
+            self.stopwords = _load_stopwords(self.name, self.language)
+        return frozenset(w.lower() for w in self.stopwords)
+
+    def to_config(self) -> dict:
+        return {
+            "kind": "text", "name": self.name, "language": self.language,
+            "vocabulary_size": self.vocabulary_size, "min_word_length": self.min_word_length,
+            "max_seq_length": self.max_seq_length,
+            "encoder": self.encoder if isinstance(self.encoder, str) else None,
+            "stopwords": self.stopwords,
+        }
+
+
+@dataclass
+class ImageView:
+    """An image view: gets an embedding (no bag-of-words); borrows the words of the topics.
+
+    Parameters
+    ----------
+    name : str
+        Key of this view in every tuple (a path to an image file, relative paths resolved
+        against the data file's folder).
+    encoder : str, callable or None
+        A sentence-transformers image model (``"clip-ViT-B-32"``), an ``"offline:..."``
+        encoder, a callable ``list[path] -> np.ndarray``, or None with ``custom_embeddings``.
+    on_error : "raise" or "skip"
+        What to do with missing or unreadable image files: "raise" lists every bad path;
+        "skip" marks the image view missing for those tuples and reports them.
+    """
+
+    name: str
+    encoder: Union[str, Callable[[list], Any], None] = None
+    on_error: str = "raise"
+    kind: str = field(default="image", init=False)
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "ImageView")
+        _check_encoder(self.name, self.encoder)
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"view {self.name!r}: on_error must be 'raise' or 'skip', got {self.on_error!r}")
+
+    def to_config(self) -> dict:
+        return {"kind": "image", "name": self.name, "on_error": self.on_error,
+                "encoder": self.encoder if isinstance(self.encoder, str) else None}
+
+
+View = Union[TextView, ImageView]
+
+
+def view_from_config(config: dict) -> View:
+    if config.get("kind") == "text":
+        return TextView(
+            config["name"], encoder=config.get("encoder"), stopwords=config.get("stopwords"),
+            vocabulary_size=config["vocabulary_size"], language=config.get("language"),
+            min_word_length=config.get("min_word_length", 2),
+            max_seq_length=config.get("max_seq_length", 128),
+        )
+    if config.get("kind") == "image":
+        return ImageView(config["name"], encoder=config.get("encoder"),
+                         on_error=config.get("on_error", "raise"))
+    raise ValueError(f"unknown view kind in config: {config!r}")
+
+
+def validate_views(views: Any) -> list[View]:
+    """Check a list of view specs: non-empty, TextView/ImageView objects, unique names."""
+    if isinstance(views, (str, bytes)) or not isinstance(views, Iterable):
+        raise TypeError("views must be a list of TextView/ImageView objects")
+    views = list(views)
+    if not views:
+        raise ValueError("views must name at least one view")
+    seen = set()
+    for v in views:
+        if not isinstance(v, (TextView, ImageView)):
+            raise TypeError(
+                f"views must be TextView or ImageView objects, got {v!r}; e.g. "
+                "views=[TextView('en'), TextView('de'), ImageView('image')]"
+            )
+        if v.name in seen:
+            raise ValueError(f"view name {v.name!r} appears twice")
+        seen.add(v.name)
+    if not any(isinstance(v, TextView) for v in views):
+        raise ValueError(
+            "at least one TextView is needed: topics are distributions over a language's words, "
+            "and image views borrow the words of the text views' topics"
+        )
+    return views
