@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from .views import ImageView, TextView  # noqa: E402
-from .data import M3LDataPreparation, MultiViewDataset, read_rows  # noqa: E402
+from .data import M3LDataPreparation, MultiViewDataset, load_multi30k, read_rows  # noqa: E402
 from .model import DEFAULT_LOSS_WEIGHTS, M3LTM  # noqa: E402
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "TextView",
     "ImageView",
     "read_rows",
+    "load_multi30k",
     "DEFAULT_LOSS_WEIGHTS",
     "__version__",
 ]

@@ -1,0 +1,45 @@
+"""The ctm-m3l command: fit, topics, infer."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from ctm_m3l.cli import main
+from planted import planted_tuples
+
+
+def test_fit_topics_infer(tmp_path, capsys):
+    rows, emb, _ = planted_tuples(120, n_topics=4, images=(), seed=0)
+    with open(tmp_path / "train.jsonl", "w") as fh:
+        for r in rows[:100]:
+            fh.write(json.dumps(r) + "\n")
+    with open(tmp_path / "new.jsonl", "w") as fh:
+        for r in rows[100:]:
+            fh.write(json.dumps({"id": r["id"], "de": r["de"]}) + "\n")
+    for v in ("en", "de"):
+        np.save(tmp_path / f"{v}.npy", emb[v][:100])
+    np.save(tmp_path / "de_new.npy", emb["de"][100:])
+    code = main(["fit", "--train", str(tmp_path / "train.jsonl"), "--views", "en,de",
+                 "--embeddings", f"en={tmp_path / 'en.npy'}", f"de={tmp_path / 'de.npy'}",
+                 "--n-components", "4", "--num-epochs", "3", "--seed", "0", "--output", str(tmp_path / "model")])
+    assert code == 0
+    assert main(["topics", str(tmp_path / "model"), "--k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "topic 3" in out and "  en: " in out and "  de: " in out
+    assert main(["infer", str(tmp_path / "model"), "--input", str(tmp_path / "new.jsonl"), "--view", "de",
+                 "--embeddings", str(tmp_path / "de_new.npy"), "--output", str(tmp_path / "theta.csv")]) == 0
+    lines = (tmp_path / "theta.csv").read_text().strip().splitlines()
+    assert lines[0] == "id,topic_0,topic_1,topic_2,topic_3"
+    assert len(lines) == 21 and lines[1].startswith("t100,")
+    assert abs(sum(float(x) for x in lines[1].split(",")[1:]) - 1) < 1e-4
+
+
+def test_errors_are_reported_not_raised(tmp_path, capsys):
+    assert main(["topics", str(tmp_path / "missing")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "ctm_m3l.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "fit" in result.stdout and "infer" in result.stdout

@@ -1,0 +1,153 @@
+"""Real offline encoders on real Multi30k texts and photos; image files that cannot be read."""
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ctm_m3l import ImageView, M3LDataPreparation, TextView, load_multi30k
+from ctm_m3l.encoders import ImageLoadError, encode_cached, get_encoder, load_images
+
+
+@pytest.fixture(scope="module")
+def val_rows(multi30k_dir):
+    return load_multi30k("val", root=multi30k_dir, images_only=True, limit=12)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return get_encoder("offline:minilm", "text")
+
+
+@pytest.fixture(scope="module")
+def effnet():
+    return get_encoder("offline:efficientnet-lite0", "image", batch_size=4)
+
+
+def cosine(a, b):
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_minilm_on_real_captions(minilm):
+    texts = ["A brown dog runs across the grass.", "A dog is running on a lawn.",
+             "Two men repair a crane on a building site."]
+    emb = minilm.encode(texts)
+    assert emb.shape == (3, 384) and np.isfinite(emb).all()
+    assert cosine(emb[0], emb[1]) > cosine(emb[0], emb[2]) + 0.2
+
+
+def test_efficientnet_on_real_photos(effnet, val_rows):
+    paths = [r["image"] for r in val_rows[:6]]
+    emb = effnet.encode(paths)
+    assert emb.shape == (6, 1280) and np.isfinite(emb).all()
+    again = effnet.encode(paths[:2])
+    assert np.allclose(emb[:2], again, atol=1e-4)  # deterministic, independent of batch
+    assert not np.allclose(emb[0], emb[1])
+
+
+def test_image_modes_and_sizes(tmp_path, effnet, val_rows):
+    photo = Image.open(val_rows[0]["image"])
+    files = {
+        "gray.jpg": photo.convert("L"),
+        "cmyk.jpg": photo.convert("CMYK"),
+        "alpha.png": photo.convert("RGBA"),
+        "palette.png": photo.convert("P"),
+        "large.jpg": photo.resize((4000, 3000)),
+    }
+    paths = []
+    for name, image in files.items():
+        image.save(tmp_path / name)
+        paths.append(tmp_path / name)
+    images, bad = load_images(paths)
+    assert not bad and all(im.mode == "RGB" for im in images)
+    emb = effnet.encode(paths)
+    assert emb.shape == (5, 1280) and np.isfinite(emb).all()
+
+
+def make_bad_files(tmp_path, good):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.jpg").write_text("this is not an image")
+    data = open(good, "rb").read()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    return ["missing.jpg", "empty.jpg", "notes.jpg", "truncated.jpg"]
+
+
+def test_bad_images_listed_all_at_once(tmp_path, val_rows):
+    bad_names = make_bad_files(tmp_path, val_rows[0]["image"])
+    rows = [{"en": "a dog in a park", "image": val_rows[0]["image"]}] + \
+           [{"en": f"a cat number {w}", "image": str(tmp_path / n)} for w, n in zip("abcd", bad_names)]
+    prep = M3LDataPreparation([TextView("en", stopwords=None), ImageView("image", encoder="offline:efficientnet-lite0")])
+    with pytest.raises(ImageLoadError) as info:
+        prep.fit(rows, custom_embeddings={"en": np.ones((5, 3))})
+    message = str(info.value)
+    for name in bad_names:
+        assert name in message
+    assert "file not found" in message and "0 bytes" in message and "not an image file" in message
+    assert [row for row, _, _ in info.value.bad] == [1, 2, 3, 4]
+
+
+def test_bad_images_skipped_keep_other_views(tmp_path, val_rows):
+    bad_names = make_bad_files(tmp_path, val_rows[0]["image"])
+    rows = [{"en": "a dog in a park", "image": val_rows[0]["image"]},
+            {"en": "a dog on grass", "image": val_rows[1]["image"]}] + \
+           [{"en": f"a cat number {w}", "image": str(tmp_path / n)} for w, n in zip("abcd", bad_names)]
+    prep = M3LDataPreparation([TextView("en", stopwords=None),
+                               ImageView("image", encoder="offline:efficientnet-lite0", on_error="skip")])
+    with pytest.warns(UserWarning, match="skipped 4 unreadable image"):
+        data = prep.fit(rows, custom_embeddings={"en": np.ones((6, 3))})
+    assert data.has_view("image").tolist() == [True, True, False, False, False, False]
+    assert data.has_view("en").all()
+    assert [(row, view) for row, view, _, _ in data.skipped] == [(2, "image"), (3, "image"), (4, "image"), (5, "image")]
+    assert np.abs(data.embeddings["image"][:2]).sum() > 0
+
+
+def test_relative_image_paths_resolve_against_the_file(tmp_path, val_rows):
+    photo = Image.open(val_rows[0]["image"])
+    (tmp_path / "img").mkdir()
+    photo.save(tmp_path / "img" / "p.jpg")
+    (tmp_path / "rows.jsonl").write_text('{"en": "a dog", "image": "img/p.jpg"}\n{"en": "a cat"}\n')
+    prep = M3LDataPreparation([TextView("en", stopwords=None), ImageView("image", encoder="offline:efficientnet-lite0")])
+    data = prep.fit(tmp_path / "rows.jsonl", custom_embeddings={"en": np.ones((2, 3))})
+    assert data.has_view("image").tolist() == [True, False]
+
+
+def test_text_and_image_views_encode_themselves(val_rows):
+    prep = M3LDataPreparation([TextView("en", encoder="offline:minilm"), TextView("de", encoder="offline:minilm"),
+                               ImageView("image", encoder="offline:efficientnet-lite0")])
+    data = prep.fit(val_rows[:8])
+    assert {k: v.shape for k, v in data.embeddings.items()} == {"en": (8, 384), "de": (8, 384), "image": (8, 1280)}
+    one = prep.transform([val_rows[9]["de"]], view="de")
+    assert one.embeddings["de"].shape == (1, 384) and one.has_view("de").all()
+
+
+def test_disk_cache_skips_re_encoding(tmp_path, minilm):
+    texts = ["Ein Hund rennt über die Wiese.", "Zwei Kinder spielen am Strand."]
+    first = encode_cached(minilm, texts, "de", tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    original = minilm._fn
+    minilm._fn = lambda items: (_ for _ in ()).throw(AssertionError("re-encoded despite the cache"))
+    try:
+        assert np.array_equal(encode_cached(minilm, texts, "de", tmp_path), first)
+    finally:
+        minilm._fn = original
+
+
+def test_uncached_hub_name_fails_fast_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(OSError, match="offline:minilm"):
+        get_encoder("sentence-transformers/some-model-that-is-not-cached", "text")
+    assert time.perf_counter() - start < 60  # an error, not a hang
+
+
+def test_encoder_kind_mismatch():
+    with pytest.raises(ValueError, match="encodes texts only"):
+        get_encoder("offline:minilm", "image")
+    with pytest.raises(ValueError, match="unknown offline encoder"):
+        get_encoder("offline:resnet", "image")
+
+
+def test_callable_encoder_shape_is_checked():
+    prep = M3LDataPreparation([TextView("en", encoder=lambda texts: np.ones((len(texts) + 1, 2)), stopwords=None)])
+    with pytest.raises(ValueError, match=r"returned shape \(3, 2\) for 2 items"):
+        prep.fit([{"en": "a dog"}, {"en": "a cat"}])

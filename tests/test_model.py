@@ -1,0 +1,250 @@
+"""M3LTM: gradients, learning on planted data, missing views, persistence, bad input."""
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from contextualized_topic_models.models.ctm import ZeroShotTM
+
+from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
+from planted import mrr, planted_tuples
+
+VIEWS = ["en", "de", "image"]
+K = 5
+
+
+def prepare(n_train=800, n_test=200, image_share=1.0, seed=0):
+    rows, emb, _ = planted_tuples(n_train + n_test, n_topics=K, seed=seed)
+    rng = np.random.default_rng(seed)
+    for i in range(len(rows)):
+        if rng.random() >= image_share:
+            rows[i]["image"] = None
+    prep = M3LDataPreparation([TextView("en", stopwords=None), TextView("de", stopwords=None), ImageView("image")])
+    train = prep.fit(rows[:n_train], custom_embeddings={k: v[:n_train] for k, v in emb.items()})
+    test = prep.transform(rows[n_train:], custom_embeddings={k: v[n_train:] for k, v in emb.items()})
+    return prep, train, test
+
+
+@pytest.fixture(scope="module")
+def trained():
+    prep, train, test = prepare()
+    model = M3LTM(views=VIEWS, n_components=K, num_epochs=50, random_state=0)
+    model.fit(train, progress_bar=False)
+    return prep, train, test, model
+
+
+def planted_block(word):
+    return word[3:5]  # e.g. "enxacwab" -> "ac": the planted topic that owns the word
+
+
+def test_is_a_ctm_zeroshot_model(trained):
+    model = trained[3]
+    assert isinstance(model, ZeroShotTM)
+    assert model.language_views == ["en", "de"] and model.image_views == ["image"]
+    assert len(model.history) == 50
+    assert model.history[-1]["loss"] < model.history[0]["loss"]
+
+
+def test_gradients_reach_every_view_network():
+    _, train, _ = prepare(n_train=64, n_test=8)
+    model = M3LTM(views=VIEWS, n_components=K, random_state=0)
+    model._bind(train)
+    data = model._device_data(train)
+    terms = model._batch_terms(data, np.arange(32))
+    terms["loss"].backward()
+    for a, view in enumerate(VIEWS):
+        grads = [p.grad for p in model.model.inference[a].parameters()]
+        assert all(g is not None and g.abs().sum() > 0 for g in grads), view
+    assert all(beta.grad.abs().sum() > 0 for beta in model.model.topic_word)
+    for key in ("reconstruction", "prior_kl", "pair_kl", "contrastive"):
+        assert terms[key].item() > 0, key
+
+
+def test_planted_retrieval_far_above_chance(trained):
+    _, _, test, model = trained
+    theta = {v: model.get_thetas(test, view=v, n_samples=20, seed=0) for v in VIEWS}
+    for v in VIEWS:
+        assert theta[v].shape == (200, K)
+        assert np.allclose(theta[v].sum(axis=1), 1.0)
+    chance = np.mean(1.0 / np.arange(1, 201))  # ~0.03
+    for a, b in [("en", "de"), ("de", "en"), ("en", "image"), ("de", "image")]:
+        assert mrr(theta[a], theta[b]) > 10 * chance, (a, b)
+
+
+def test_planted_topics_line_up_across_languages(trained):
+    model = trained[3]
+    en = model.get_topic_lists(k=5, language="en")
+    de = model.get_topic_lists(k=5, language="de")
+    agree = 0
+    for en_words, de_words in zip(en, de):
+        en_block = Counter(map(planted_block, en_words)).most_common(1)[0][0]
+        de_block = Counter(map(planted_block, de_words)).most_common(1)[0][0]
+        agree += en_block == de_block
+    assert agree >= K - 1
+
+
+def test_image_gets_words_in_every_language(trained):
+    _, _, test, model = trained
+    for language in ("en", "de"):
+        topics = model.get_item_topics(test, view="image", language=language, n_topics=2, k=3, seed=0)
+        assert len(topics) == len(test)
+        topic, prob, words = topics[0][0]
+        assert 0 <= topic < K and 0 < prob <= 1
+        assert all(w.startswith(language) for w in words)
+    with pytest.raises(ValueError, match="'image' is an image view and has no vocabulary"):
+        model.get_topic_lists(language="image")
+
+
+def test_single_view_inference_after_transform(trained):
+    prep, _, test, model = trained
+    german = [test.documents["de"][0]]
+    one = prep.transform(german, view="de", custom_embeddings=test.embeddings["de"][:1])
+    theta = model.get_thetas(one, seed=0)  # the only view with items
+    assert theta.shape == (1, K)
+    expected = model.get_thetas(test.subset([0]), view="de", seed=0)
+    assert np.allclose(theta, expected)
+
+
+def test_save_load_identical_thetas(trained, tmp_path):
+    _, _, test, model = trained
+    model.save(tmp_path / "m")
+    loaded = M3LTM.load(tmp_path / "m", device="cpu")
+    for v in VIEWS:
+        assert np.array_equal(model.get_thetas(test, view=v, seed=3), loaded.get_thetas(test, view=v, seed=3))
+    assert loaded.get_topic_lists(k=5, language="de") == model.get_topic_lists(k=5, language="de")
+    assert loaded.history == model.history
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_missing_views_train_in_one_model():
+    _, train, test = prepare(n_train=600, n_test=200, image_share=0.3, seed=1)
+    assert 0.2 < train.has_view("image").mean() < 0.4
+    model = M3LTM(views=VIEWS, n_components=K, num_epochs=25, random_state=0)
+    model.fit(train, progress_bar=False)
+    with pytest.warns(UserWarning, match="have no 'image' view"):
+        theta_img = model.get_thetas(test, view="image", seed=0)
+    has = test.has_view("image")
+    assert np.isnan(theta_img[~has]).all() and not np.isnan(theta_img[has]).any()
+    theta_en = model.get_thetas(test, view="en", seed=0)
+    chance = np.mean(1.0 / np.arange(1, has.sum() + 1))
+    assert mrr(theta_en[has], theta_img[has]) > 5 * chance
+
+
+def test_batches_without_a_view_still_train():
+    _, train, _ = prepare(n_train=40, n_test=4, image_share=1.0)
+    keep_image = np.zeros(len(train), dtype=bool)
+    keep_image[:3] = True  # only 3 tuples have an image: most batches of 4 have none
+    train.view_mask[:, train.view_index("image")] = keep_image
+    model = M3LTM(views=VIEWS, n_components=K, num_epochs=3, batch_size=4, random_state=0)
+    model.fit(train, progress_bar=False)
+    assert all(np.isfinite(r["loss"]) for r in model.history)
+
+
+def test_same_seed_same_weights():
+    _, train, _ = prepare(n_train=100, n_test=4)
+    states = []
+    for _ in range(2):
+        model = M3LTM(views=VIEWS, n_components=K, num_epochs=2, random_state=7)
+        model.fit(train, progress_bar=False)
+        states.append(model.model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_validation_and_save_dir(tmp_path):
+    _, train, test = prepare(n_train=200, n_test=100)
+    model = M3LTM(views=VIEWS, n_components=K, num_epochs=30, random_state=0)
+    model.fit(train, validation_dataset=test, patience=2, save_dir=tmp_path / "best", progress_bar=False)
+    assert "val_loss" in model.history[0] and "val_contrastive" in model.history[0]
+    assert len(model.history) <= 30
+    loaded = M3LTM.load(tmp_path / "best")
+    assert np.array_equal(loaded.get_thetas(test, view="en", seed=0), model.get_thetas(test, view="en", seed=0))
+
+
+@pytest.mark.parametrize("weights", [{"pair_kl": 0.0}, {"prior_kl": 0.0}, {"contrastive": 0.0}])
+def test_loss_weight_variants_train(weights):
+    _, train, _ = prepare(n_train=100, n_test=4)
+    model = M3LTM(views=VIEWS, n_components=K, num_epochs=2, loss_weights=weights, random_state=0,
+                  similarity="cosine")
+    model.fit(train, progress_bar=False)
+    assert model.weights[next(iter(weights))] == 0.0
+    assert np.isfinite(model.history[-1]["loss"])
+
+
+def test_two_of_three_views():
+    _, train, test = prepare(n_train=100, n_test=10)
+    model = M3LTM(views=["de", "image"], n_components=K, num_epochs=2, random_state=0)
+    model.fit(train, progress_bar=False)
+    assert model.language_views == ["de"]
+    assert model.get_topic_lists(k=3)  # one language: no language= needed
+    with pytest.raises(ValueError, match="unknown view 'en'"):
+        model.get_thetas(test, view="en")
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"views": "en"}, "list of view names"),
+    ({"views": ["en", "en"]}, "repeated"),
+    ({"views": ["en"], "n_components": 0}, "n_components"),
+    ({"views": ["en"], "batch_size": 1}, "batch_size"),
+    ({"views": ["en"], "model_type": "NMF"}, "model_type"),
+    ({"views": ["en"], "similarity": "l2"}, "similarity"),
+    ({"views": ["en"], "temperature": 0}, "temperature"),
+    ({"views": ["en"], "loss_weights": {"kl": 1}}, "unknown loss_weights"),
+    ({"views": ["en"], "loss_weights": {"contrastive": -1}}, "contrastive"),
+    ({"views": ["en"], "device": "tpu"}, "device"),
+])
+def test_constructor_validation(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        M3LTM(**kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="no CUDA device"):
+        M3LTM(views=["en"], device="cuda")
+
+
+def test_views_missing_from_dataset():
+    _, train, _ = prepare(n_train=50, n_test=4)
+    with pytest.raises(ValueError, match=r"view\(s\) \['fr'\] are not in the dataset"):
+        M3LTM(views=["en", "fr"], num_epochs=1).fit(train, progress_bar=False)
+    with pytest.raises(ValueError, match="no text view"):
+        M3LTM(views=["image"], num_epochs=1).fit(train, progress_bar=False)
+
+
+def test_unfitted_model():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        M3LTM(views=["en"]).get_topic_lists()
+
+
+def test_load_rejects_non_models_and_tampering(trained, tmp_path):
+    model = trained[3]
+    with pytest.raises(ValueError, match="not a directory"):
+        M3LTM.load(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="needs config.json and model.safetensors"):
+        M3LTM.load(tmp_path / "empty")
+
+    saved = model.save(tmp_path / "m")
+    weights = saved / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-5] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="do not match the checksum"):
+        M3LTM.load(saved)
+
+    saved = model.save(tmp_path / "m2")
+    config = json.loads((saved / "config.json").read_text())
+    config["settings"]["n_components"] = K + 1
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="tensors do not match the architecture"):
+        M3LTM.load(saved)
+
+    (saved / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        M3LTM.load(saved)
+    (saved / "config.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ValueError, match="not an M3LTM config"):
+        M3LTM.load(saved)
