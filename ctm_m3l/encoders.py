@@ -139,12 +139,24 @@ def _sentence_transformer(spec: str, device: str | None, max_seq_length: int | N
                     f"{', '.join(OFFLINE_ENCODERS)}"
                 ) from cached_err
             model = SentenceTransformer(spec, device=device)
-    if max_seq_length is not None and hasattr(model, "max_seq_length"):
+    if max_seq_length is not None:
+        # Paper: 128 tokens, but never past the model's own position embeddings (CLIP: 77),
+        # which some modules do not report as their max_seq_length.
+        limits = [max_seq_length, getattr(model, "max_seq_length", None), _position_limit(model)]
         try:
-            model.max_seq_length = max_seq_length
-        except (AttributeError, ValueError):  # CLIP image models have no sequence length
+            model.max_seq_length = min(x for x in limits if x)
+        except (AttributeError, ValueError):  # modules without a sequence length
             pass
     return model
+
+
+def _position_limit(model) -> int | None:
+    try:
+        config = model[0].model.config
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+    config = getattr(config, "text_config", config)
+    return getattr(config, "max_position_embeddings", None)
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

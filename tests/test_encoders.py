@@ -151,3 +151,42 @@ def test_callable_encoder_shape_is_checked():
     prep = M3LDataPreparation([TextView("en", encoder=lambda texts: np.ones((len(texts) + 1, 2)), stopwords=None)])
     with pytest.raises(ValueError, match=r"returned shape \(3, 2\) for 2 items"):
         prep.fit([{"en": "a dog"}, {"en": "a cat"}])
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A tiny random CLIP saved as a sentence-transformers directory (texts and images)."""
+    from sentence_transformers import SentenceTransformer, models
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    root = tmp_path_factory.mktemp("tiny_clip")
+    chars = sorted(ByteLevel.alphabet())
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    vocab.update({c: len(vocab) + i for i, c in enumerate(chars)})
+    vocab.update({c + "</w>": len(vocab) + i for i, c in enumerate(chars)})
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+                         pad_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=16)
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                                 crop_size={"height": 32, "width": 32}),
+                              tokenizer=tokenizer)
+    CLIPModel(config).save_pretrained(root / "hf")
+    processor.save_pretrained(root / "hf")
+    SentenceTransformer(modules=[models.CLIPModel(str(root / "hf"))]).save(str(root / "st"))
+    return str(root / "st")
+
+
+def test_clip_encodes_texts_and_images_in_one_space(tiny_clip, val_rows):
+    prep = M3LDataPreparation([TextView("en", encoder=tiny_clip), TextView("de", encoder=tiny_clip),
+                               ImageView("image", encoder=tiny_clip)])
+    rows = [dict(r) for r in val_rows[:6]]
+    rows[0]["en"] = " ".join([rows[0]["en"]] * 20)  # far longer than CLIP's 77 positions
+    data = prep.fit(rows)
+    assert {k: v.shape for k, v in data.embeddings.items()} == {"en": (6, 16), "de": (6, 16), "image": (6, 16)}
+    assert all(np.isfinite(v).all() for v in data.embeddings.values())
