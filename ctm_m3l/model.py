@@ -47,6 +47,8 @@ _FORMAT = "ctm-m3l-model"
 _FORMAT_VERSION = 1
 _CONFIG = "config.json"
 _WEIGHTS = "model.safetensors"
+_CHECKPOINT_FORMAT = "ctm-m3l-checkpoint"
+_CHECKPOINT = "checkpoint.safetensors"
 
 
 def _resolve_device(device: Any) -> torch.device:
@@ -363,7 +365,8 @@ class M3LTM(ZeroShotTM):
     def fit(self, train_dataset: MultiViewDataset, validation_dataset: MultiViewDataset | None = None,
             save_dir: str | os.PathLike | None = None, verbose: bool = False, patience: int = 5,
             delta: float = 0, n_samples: int = 20, do_train_predictions: bool = False,
-            progress_bar: bool = True) -> "M3LTM":
+            progress_bar: bool = True, checkpoint_dir: str | os.PathLike | None = None,
+            checkpoint_every: int = 1, resume_from: str | os.PathLike | None = None) -> "M3LTM":
         """Train on ``train_dataset``.
 
         Args:
@@ -376,6 +379,12 @@ class M3LTM(ZeroShotTM):
             n_samples: samples averaged for ``training_doc_topic_distributions`` when
                 ``do_train_predictions`` is set.
             progress_bar: show a tqdm bar over epochs.
+            checkpoint_dir: write ``checkpoint.safetensors`` there every ``checkpoint_every``
+                epochs (atomically: a killed run leaves the previous checkpoint intact), with
+                the optimizer, random-number and early-stopping state.
+            resume_from: a checkpoint file (or the directory holding it) to continue from;
+                with the same data and seed the run ends with the same weights as one that
+                was never interrupted.
 
         Returns:
             self.
@@ -397,10 +406,14 @@ class M3LTM(ZeroShotTM):
                               int(torch.randint(0, 2**62, (1,)).item()))
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
+        _check_int("checkpoint_every", checkpoint_every, 1)
         train_data = self._device_data(train_dataset)
         val_data = self._device_data(validation_dataset) if validation_dataset is not None else None
-        best_val, best_state, stale = float("inf"), None, 0
-        bar = tqdm(range(self.num_epochs), disable=not progress_bar, desc="M3LTM", leave=True)
+        best_val, best_state, stale, first_epoch = float("inf"), None, 0, 0
+        if resume_from is not None:
+            first_epoch, best_val, stale, best_state = self._restore_checkpoint(resume_from, generator)
+        bar = tqdm(range(first_epoch, self.num_epochs), disable=not progress_bar, desc="M3LTM", leave=True,
+                   initial=first_epoch, total=self.num_epochs)
         for epoch in bar:
             self.nn_epoch = epoch
             start = time.perf_counter()
@@ -423,10 +436,12 @@ class M3LTM(ZeroShotTM):
                     best_state = copy.deepcopy(self.model.state_dict())
                 else:
                     stale += 1
-                    if stale >= patience:
-                        if verbose:
-                            print(f"Early stopping after epoch {epoch + 1}; keeping the weights of the best epoch")
-                        break
+            if checkpoint_dir is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == self.num_epochs):
+                self._write_checkpoint(checkpoint_dir, epoch + 1, generator, best_val, stale, best_state)
+            if val_data is not None and stale >= patience:
+                if verbose:
+                    print(f"Early stopping after epoch {epoch + 1}; keeping the weights of the best epoch")
+                break
         bar.close()
         if best_state is not None:
             self.model.load_state_dict(best_state)
@@ -627,6 +642,97 @@ class M3LTM(ZeroShotTM):
             "loss_weights": self.weights, "random_state": self.random_state,
         }
 
+    def _config(self) -> dict[str, Any]:
+        return {
+            "format": _FORMAT, "format_version": _FORMAT_VERSION, "ctm_m3l_version": __version__,
+            "settings": self._settings(), "view_kinds": self.view_kinds,
+            "embedding_sizes": self.embedding_sizes, "vocabularies": self.vocabularies,
+            "history": self.history,
+        }
+
+    def _write_checkpoint(self, directory: str | os.PathLike, epoch: int, generator: torch.Generator,
+                          best_val: float, stale: int, best_state: dict | None) -> Path:
+        """One file, written to a temporary name and renamed over the previous checkpoint."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        optimizer = self.optimizer.state_dict()
+        scalars = {}
+        for index, state in optimizer["state"].items():
+            for name, value in state.items():
+                if torch.is_tensor(value):
+                    tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+                else:
+                    scalars[f"{index}.{name}"] = value
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.batch_order"] = generator.get_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        for k, v in (best_state or {}).items():
+            tensors[f"best.{k}"] = v.detach().cpu().contiguous()
+        metadata = {
+            "format": _CHECKPOINT_FORMAT, "config": json.dumps(self._config(), ensure_ascii=False),
+            "epoch": str(epoch), "best_val": json.dumps(best_val), "stale": str(stale),
+            "optimizer_param_groups": json.dumps(optimizer["param_groups"]),
+            "optimizer_scalars": json.dumps(scalars),
+            "scheduler": json.dumps(self.scheduler.state_dict() if self.scheduler is not None else None),
+        }
+        path = directory / _CHECKPOINT
+        tmp = directory / f".{_CHECKPOINT}.tmp{os.getpid()}"
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+        return path
+
+    def _restore_checkpoint(self, path: str | os.PathLike, generator: torch.Generator):
+        """Restore a checkpoint into this (bound) model; returns the early-stopping state."""
+        from safetensors import SafetensorError, safe_open
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / _CHECKPOINT
+        if not path.is_file():
+            raise ValueError(f"resume_from: {str(path)!r} is not a checkpoint file")
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                metadata = fh.metadata() or {}
+            tensors = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"resume_from: {path} is not a readable checkpoint ({err})") from err
+        if metadata.get("format") != _CHECKPOINT_FORMAT:
+            raise ValueError(f"resume_from: {path} is not a ctm-m3l checkpoint")
+        config = json.loads(metadata["config"])
+        mine, theirs = self._settings(), dict(config["settings"])
+        theirs["hidden_sizes"] = list(theirs["hidden_sizes"])
+        differ = sorted(k for k in mine if k != "num_epochs" and mine[k] != theirs.get(k))
+        if differ:
+            raise ValueError(f"resume_from: {path} was written with different settings: {differ}")
+        if config["vocabularies"] != self.vocabularies or config["embedding_sizes"] != self.embedding_sizes:
+            raise ValueError(f"resume_from: {path} was trained on data with other vocabularies or embedding sizes")
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        state: dict[int, dict[str, Any]] = defaultdict(dict)
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state[int(index)][name] = value
+        for key, value in json.loads(metadata["optimizer_scalars"]).items():
+            index, name = key.split(".", 1)
+            state[int(index)][name] = value
+        self.optimizer.load_state_dict({"state": dict(state),
+                                        "param_groups": json.loads(metadata["optimizer_param_groups"])})
+        scheduler = json.loads(metadata["scheduler"])
+        if self.scheduler is not None and scheduler is not None:
+            self.scheduler.load_state_dict(scheduler)
+        torch.set_rng_state(tensors["rng.torch"])
+        generator.set_state(tensors["rng.batch_order"])
+        if self.device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self.history = list(config["history"])
+        best = {k[5:]: v.to(self.device) for k, v in tensors.items() if k.startswith("best.")} or None
+        return int(metadata["epoch"]), float(json.loads(metadata["best_val"])), int(metadata["stale"]), best
+
     def save(self, models_dir: str | os.PathLike) -> Path:
         """Save to the directory ``models_dir``: ``model.safetensors`` (tensors) and
         ``config.json`` (settings, view kinds, sizes, vocabularies, training history and the
@@ -642,12 +748,7 @@ class M3LTM(ZeroShotTM):
         weights_tmp = directory / f".{_WEIGHTS}.tmp{os.getpid()}"
         save_file(tensors, str(weights_tmp))
         digest = _sha256(weights_tmp)
-        config = {
-            "format": _FORMAT, "format_version": _FORMAT_VERSION, "ctm_m3l_version": __version__,
-            "settings": self._settings(), "view_kinds": self.view_kinds,
-            "embedding_sizes": self.embedding_sizes, "vocabularies": self.vocabularies,
-            "history": self.history, "weights_sha256": digest,
-        }
+        config = {**self._config(), "weights_sha256": digest}
         config_tmp = directory / f".{_CONFIG}.tmp{os.getpid()}"
         config_tmp.write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
         os.replace(weights_tmp, directory / _WEIGHTS)

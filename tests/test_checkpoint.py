@@ -1,0 +1,82 @@
+"""Checkpoints: atomic, complete, and a killed run resumes to the same weights."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ctm_m3l import M3LTM
+from test_model import VIEWS, prepare
+
+EPOCHS = 12
+SETTINGS = dict(views=VIEWS, n_components=5, num_epochs=EPOCHS, random_state=3, reduce_on_plateau=True)
+
+
+def checkpoint_epoch(path: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return int(fh.metadata()["epoch"])
+
+
+@pytest.fixture(scope="module")
+def data():
+    _, train, test = prepare(n_train=1500, n_test=100, image_share=0.5)
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data):
+    model = M3LTM(**SETTINGS)
+    model.fit(data[0], validation_dataset=data[1], patience=50, progress_bar=False)
+    return model
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path, data, uninterrupted):
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from ctm_m3l import M3LTM
+        from test_model import VIEWS, prepare
+        _, train, test = prepare(n_train=1500, n_test=100, image_share=0.5)
+        model = M3LTM(views=VIEWS, n_components=5, num_epochs={EPOCHS}, random_state=3, reduce_on_plateau=True)
+        print("training", flush=True)
+        model.fit(train, validation_dataset=test, patience=50, progress_bar=False, checkpoint_dir={str(tmp_path)!r})
+        print("finished", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    checkpoint = tmp_path / "checkpoint.safetensors"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if checkpoint.exists() and checkpoint_epoch(checkpoint) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = checkpoint_epoch(checkpoint)  # the last complete checkpoint survives the kill
+    assert 2 <= killed_at < EPOCHS
+
+    resumed = M3LTM(**SETTINGS)
+    resumed.fit(data[0], validation_dataset=data[1], patience=50, progress_bar=False, resume_from=tmp_path)
+    assert len(resumed.history) == EPOCHS
+    expected, got = uninterrupted.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in uninterrupted.history]
+
+
+def test_checkpoint_every_n_epochs_and_bad_resume(tmp_path, data):
+    model = M3LTM(**{**SETTINGS, "num_epochs": 5})
+    model.fit(data[0], progress_bar=False, checkpoint_dir=tmp_path, checkpoint_every=2)
+    assert checkpoint_epoch(tmp_path / "checkpoint.safetensors") == 5  # the last epoch is always written
+    other = M3LTM(**{**SETTINGS, "n_components": 6})
+    with pytest.raises(ValueError, match=r"different settings: \['n_components'\]"):
+        other.fit(data[0], progress_bar=False, resume_from=tmp_path)
+    with pytest.raises(ValueError, match="not a checkpoint file"):
+        M3LTM(**SETTINGS).fit(data[0], progress_bar=False, resume_from=tmp_path / "nothing")
