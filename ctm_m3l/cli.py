@@ -43,7 +43,10 @@ def cmd_fit(args) -> int:
     train = prep.fit(args.train, custom_embeddings=_embeddings(args.embeddings) or None)
     model = M3LTM(views=[v.name for v in views], n_components=args.n_components, num_epochs=args.num_epochs,
                   batch_size=args.batch_size, lr=args.lr, device=args.device, random_state=args.seed)
-    model.fit(train, verbose=args.verbose)
+    model.fit(train, verbose=args.verbose, distributed=args.distributed,
+              checkpoint_dir=args.checkpoint_dir, resume_from=args.resume_from)
+    if not model.is_main_process:
+        return 0
     out = model.save(args.output)
     (out / PREP_FILE).write_text(json.dumps(prep.to_config(), ensure_ascii=False), encoding="utf-8")
     print(f"saved to {out}")
@@ -120,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--cache-dir", default=None, help="folder to cache embeddings in")
     fit.add_argument("--output", required=True, help="directory to save the model to")
     fit.add_argument("--verbose", action="store_true", help="print every loss term per epoch")
+    fit.add_argument("--distributed", action="store_true",
+                     help="data-parallel training; launch with torchrun --nproc_per_node=N (batch size is per rank)")
+    fit.add_argument("--checkpoint-dir", default=None, help="write a resumable checkpoint there every epoch")
+    fit.add_argument("--resume-from", default=None, help="continue a killed run from its checkpoint")
     fit.set_defaults(func=cmd_fit)
 
     topics = sub.add_parser("topics", help="print a saved model's aligned topics per language")

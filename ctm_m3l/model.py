@@ -263,13 +263,20 @@ class M3LTM(ZeroShotTM):
         return {"mask": mask, "embeddings": embeddings, "bows": bows, "n": len(dataset)}
 
     def _batches(self, n: int, generator: torch.Generator | None, shuffle: bool) -> list[np.ndarray]:
+        """Global batches of tuple indices (``batch_size`` per rank when distributed)."""
+        size = self.batch_size * self._world
         order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
-        batches = [order[s:s + self.batch_size] for s in range(0, n, self.batch_size)]
-        if len(batches) > 1 and len(batches[-1]) == 1:
-            # A one-tuple batch has no negatives and no batch statistics: fold it into the previous.
+        batches = [order[s:s + size] for s in range(0, n, size)]
+        if len(batches) > 1 and len(batches[-1]) < 2 * self._world:
+            # Too small to give every rank rows (or one tuple: no negatives, no batch
+            # statistics): fold it into the previous batch.
             batches[-2] = np.concatenate([batches[-2], batches[-1]])
             batches.pop()
         return batches
+
+    @property
+    def _world(self) -> int:
+        return self._dist["world"] if getattr(self, "_dist", None) else 1
 
     def _dense_bow(self, bow: dict, rows: torch.Tensor, rows_host: np.ndarray) -> torch.Tensor:
         """``(len(rows), W)`` dense counts of the given rows, gathered from CSR on the device."""
@@ -291,33 +298,43 @@ class M3LTM(ZeroShotTM):
 
     # -- the objective ------------------------------------------------------------------------
     def _batch_terms(self, data: dict, batch_host: np.ndarray) -> dict[str, torch.Tensor]:
-        """Summed loss terms of one batch (InfoNCE as defined in ``multiview_info_nce``)."""
+        """Loss terms of one global batch: this rank's sums and the global InfoNCE.
+
+        Single process: the whole batch.  Distributed: this rank's contiguous slice of it;
+        the noise of the whole batch is drawn on every rank (same seed), batch norm spans all
+        ranks and thetas are all-gathered for InfoNCE, so the terms equal one big batch's.
+        """
         net = self.model
-        n_views, b, k = len(self.views), len(batch_host), self.n_components
-        batch = torch.from_numpy(batch_host).to(self.device)
-        mask_host = data["mask"][batch_host]  # (B, V) on the host: no device sync to plan the batch
-        present = torch.from_numpy(np.ascontiguousarray(mask_host.T)).to(self.device)
+        dist_info = getattr(self, "_dist", None)
+        n_views, k = len(self.views), self.n_components
+        bounds = np.linspace(0, len(batch_host), self._world + 1).round().astype(int)
+        rank = dist_info["rank"] if dist_info else 0
+        local_host = batch_host[bounds[rank]:bounds[rank + 1]]
+        b = len(local_host)
+        batch = torch.from_numpy(local_host).to(self.device)
+        mask_host = data["mask"][local_host]  # (b, V) on the host: no device sync to plan the batch
         zero = torch.zeros((), device=self.device)
         mus, logvars, thetas = [], [], []
         rec, pkl = zero, zero
         language = 0
         for a, view in enumerate(self.views):
+            noise = torch.randn(len(batch_host), k, device=self.device)[bounds[rank]:bounds[rank + 1]]
             positions_host = np.flatnonzero(mask_host[:, a])
-            full = len(positions_host) == b
-            if len(positions_host) == 0:  # no tuple of this batch has the view
+            is_text = self.view_kinds[view] == "text"
+            if len(positions_host) == 0 and not dist_info:  # no tuple of this batch has the view
                 filler = torch.zeros(b, k, device=self.device)
                 mus.append(filler)
                 logvars.append(filler)
                 thetas.append(filler)
-                language += self.view_kinds[view] == "text"
+                language += is_text
                 continue
+            full = len(positions_host) == b
             positions = None if full else torch.from_numpy(positions_host).to(self.device)
             rows = batch if full else batch[positions]
             mu, logvar = net.posterior(a, data["embeddings"][a][rows])
-            theta = net.sample_theta(mu, logvar)
-            if self.view_kinds[view] == "text":
-                rows_host = batch_host[positions_host]
-                bow = self._dense_bow(data["bows"][language], rows, rows_host)
+            theta = torch.softmax(mu + (noise if full else noise[positions]) * torch.exp(0.5 * logvar), dim=-1)
+            if is_text:
+                bow = self._dense_bow(data["bows"][language], rows, local_host[positions_host])
                 rec = rec + reconstruction_loss(bow, net.word_log_probs(language, theta)).sum()
                 language += 1
             pkl = pkl + prior_kl(mu, logvar, net.prior_mean, net.prior_variance).sum()
@@ -329,32 +346,59 @@ class M3LTM(ZeroShotTM):
             logvars.append(logvar)
             thetas.append(theta)
         mu, logvar, theta = torch.stack(mus), torch.stack(logvars), torch.stack(thetas)
+        present = torch.from_numpy(np.ascontiguousarray(mask_host.T)).to(self.device)
         pair = pairwise_view_kl(mu, logvar, present).sum() if n_views > 1 else zero
+        if dist_info:
+            theta = self._gather_batch(theta, bounds)
+            present = torch.from_numpy(np.ascontiguousarray(data["mask"][batch_host].T)).to(self.device)
         contrastive = multiview_info_nce(theta, present, self.temperature, self.similarity) \
             if n_views > 1 else zero
         w = self.weights
-        loss = (w["reconstruction"] * rec + w["prior_kl"] * pkl + w["pair_kl"] * pair
-                + w["contrastive"] * contrastive)
+        local = w["reconstruction"] * rec + w["prior_kl"] * pkl + w["pair_kl"] * pair
+        # DDP averages gradients over ranks: scaling the per-tuple sums by the world size makes
+        # the average the gradient of the global batch's sum (InfoNCE's gradient already
+        # arrives summed over ranks through the all-gather).
+        loss = self._world * local + w["contrastive"] * contrastive
         return {"loss": loss, "reconstruction": rec, "prior_kl": pkl, "pair_kl": pair,
                 "contrastive": contrastive}
 
+    def _gather_batch(self, theta: torch.Tensor, bounds: np.ndarray) -> torch.Tensor:
+        """``(V, B, K)`` thetas of the whole global batch, gradients flowing to every rank."""
+        sizes = np.diff(bounds)
+        width = int(sizes.max())
+        padded = torch.zeros(theta.shape[0], width, theta.shape[2], device=theta.device, dtype=theta.dtype)
+        padded = padded.index_copy(1, torch.arange(theta.shape[1], device=theta.device), theta) \
+            if theta.shape[1] else padded
+        parts = _GatherWithGradient.apply(padded)  # (world, V, width, K)
+        return torch.cat([parts[r, :, :size] for r, size in enumerate(sizes)], dim=1)
+
     def _run_epoch(self, data: dict, generator: torch.Generator | None, train: bool) -> dict[str, float]:
         self.model.train(train)
+        objective = self._objective if train and getattr(self, "_objective", None) is not None else None
         sums = defaultdict(lambda: torch.zeros((), device=self.device))
         batches = self._batches(data["n"], generator, shuffle=train)
         with torch.set_grad_enabled(train):
             for batch_host in batches:
-                terms = self._batch_terms(data, batch_host)
+                terms = objective(data, batch_host) if objective is not None else self._batch_terms(data, batch_host)
                 if train:
                     self.optimizer.zero_grad(set_to_none=True)
                     terms["loss"].backward()
                     self.optimizer.step()
                 for key, value in terms.items():
                     sums[key] = sums[key] + value.detach()
-        # One host sync per epoch. Sums over tuples are reported per tuple; the contrastive
-        # term (a mean per batch) is reported as its mean over batches.
-        out = {key: float(value) / data["n"] for key, value in sums.items() if key != "contrastive"}
-        out["contrastive"] = float(sums["contrastive"]) / max(len(batches), 1)
+        keys = ["reconstruction", "prior_kl", "pair_kl", "contrastive", "loss"]
+        totals = torch.stack([sums[key] for key in keys])
+        if getattr(self, "_dist", None):
+            import torch.distributed as dist
+
+            local = totals.clone()
+            dist.all_reduce(local)  # per-tuple sums add up over ranks
+            totals = torch.cat([local[:3], totals[3:4], local[4:5] / self._world])
+        values = dict(zip(keys, totals.tolist()))  # one host sync per epoch
+        # Sums over tuples are reported per tuple; the contrastive term (a mean per batch) as
+        # its mean over batches.
+        out = {key: values[key] / data["n"] for key in ("loss", "reconstruction", "prior_kl", "pair_kl")}
+        out["contrastive"] = values["contrastive"] / max(len(batches), 1)
         if not all(math.isfinite(v) for v in out.values()):
             raise FloatingPointError(
                 f"the loss became {out} (not finite); lower lr, check the embeddings' scale, or "
@@ -366,7 +410,8 @@ class M3LTM(ZeroShotTM):
             save_dir: str | os.PathLike | None = None, verbose: bool = False, patience: int = 5,
             delta: float = 0, n_samples: int = 20, do_train_predictions: bool = False,
             progress_bar: bool = True, checkpoint_dir: str | os.PathLike | None = None,
-            checkpoint_every: int = 1, resume_from: str | os.PathLike | None = None) -> "M3LTM":
+            checkpoint_every: int = 1, resume_from: str | os.PathLike | None = None,
+            distributed: bool = False) -> "M3LTM":
         """Train on ``train_dataset``.
 
         Args:
@@ -385,10 +430,17 @@ class M3LTM(ZeroShotTM):
             resume_from: a checkpoint file (or the directory holding it) to continue from;
                 with the same data and seed the run ends with the same weights as one that
                 was never interrupted.
+            distributed: data-parallel training under ``torchrun`` (DistributedDataParallel):
+                every rank trains on its slice of each global batch of
+                ``batch_size * world_size`` tuples; batch norm and the InfoNCE negatives span
+                all ranks, so the loss and gradients are those of one big batch. Only rank 0
+                prints, checkpoints and saves. See the README, "Several GPUs".
 
         Returns:
             self.
         """
+        if distributed:
+            self._setup_distributed()
         self._bind(train_dataset)
         if validation_dataset is not None:
             if not isinstance(validation_dataset, MultiViewDataset):
@@ -401,11 +453,22 @@ class M3LTM(ZeroShotTM):
             raise ValueError("training needs at least 2 tuples (contrastive negatives come from other tuples)")
         self.model_dir = save_dir
         self.validation_data = validation_dataset
+        seed = self.random_state if self.random_state is not None else int(torch.randint(0, 2**62, (1,)).item())
+        if distributed:
+            import torch.distributed as dist
+            from torch.nn.parallel import DistributedDataParallel
+
+            shared = torch.tensor([seed], dtype=torch.int64, device=self.device)
+            dist.broadcast(shared, 0)  # one batch order and one noise stream on every rank
+            seed = int(shared.item())
+            self.model.use_global_batch_norm()
+            self._objective = DistributedDataParallel(
+                _Objective(self), device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        main = self.is_main_process
+        progress_bar, verbose = progress_bar and main, verbose and main
         generator = torch.Generator()
-        generator.manual_seed(self.random_state if self.random_state is not None else
-                              int(torch.randint(0, 2**62, (1,)).item()))
-        if self.random_state is not None:
-            torch.manual_seed(self.random_state)
+        generator.manual_seed(seed)
+        torch.manual_seed(seed)
         _check_int("checkpoint_every", checkpoint_every, 1)
         train_data = self._device_data(train_dataset)
         val_data = self._device_data(validation_dataset) if validation_dataset is not None else None
@@ -436,22 +499,49 @@ class M3LTM(ZeroShotTM):
                     best_state = copy.deepcopy(self.model.state_dict())
                 else:
                     stale += 1
-            if checkpoint_dir is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == self.num_epochs):
+            if checkpoint_dir is not None and main and (
+                    (epoch + 1) % checkpoint_every == 0 or epoch + 1 == self.num_epochs):
                 self._write_checkpoint(checkpoint_dir, epoch + 1, generator, best_val, stale, best_state)
             if val_data is not None and stale >= patience:
                 if verbose:
                     print(f"Early stopping after epoch {epoch + 1}; keeping the weights of the best epoch")
                 break
         bar.close()
+        self._objective = None
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.best_components = self.model.topic_word_matrix(0).detach()
         if do_train_predictions:
             self.training_doc_topic_distributions = {
                 v: self.get_thetas(train_dataset, view=v, n_samples=n_samples) for v in self.views}
-        if save_dir is not None:
+        if save_dir is not None and main:
             self.save(save_dir)
         return self
+
+    @property
+    def is_main_process(self) -> bool:
+        """False on every rank but 0 of a distributed run (those neither print nor save)."""
+        return not getattr(self, "_dist", None) or self._dist["rank"] == 0
+
+    def _setup_distributed(self) -> None:
+        import torch.distributed as dist
+
+        if not dist.is_available():
+            raise RuntimeError("distributed=True: this torch build has no torch.distributed")
+        if not dist.is_initialized():
+            if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+                raise RuntimeError(
+                    "distributed=True needs a process group: run under torchrun "
+                    "(torchrun --nproc_per_node=N your_script.py) or call "
+                    "torch.distributed.init_process_group first")
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if self.device.type == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", dist.get_rank() % torch.cuda.device_count()))
+            self.device = torch.device("cuda", local)
+            torch.cuda.set_device(self.device)
+            if self.model is not None:
+                self.model.to(self.device)
+        self._dist = {"rank": dist.get_rank(), "world": dist.get_world_size()}
 
     # -- inference --------------------------------------------------------------------------------
     def _resolve_view(self, dataset: MultiViewDataset, view: str | None) -> str:
@@ -807,6 +897,46 @@ class M3LTM(ZeroShotTM):
         model.model.load_state_dict(state)
         model.best_components = model.model.topic_word_matrix(0).detach()
         return model
+
+
+class _GatherWithGradient(torch.autograd.Function):
+    """All-gather whose backward sums every rank's gradient for this rank's part.
+
+    Written out rather than ``torch.distributed.nn.functional.all_gather`` (whose backward
+    is an all-to-all off NCCL): with that one, 2 gloo ranks gave InfoNCE gradients that
+    disagreed with the single-process computation (tests/test_distributed.py), although a
+    toy case agreed; the cause is not pinned down.  One ``all_reduce`` of a contiguous
+    tensor is simple and matches.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        tensor = tensor.contiguous()
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor)
+        return torch.stack(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[dist.get_rank()]
+
+
+class _Objective(torch.nn.Module):
+    """The training objective as a module, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, owner: M3LTM) -> None:
+        super().__init__()
+        self.net = owner.model
+        object.__setattr__(self, "owner", owner)  # not a submodule
+
+    def forward(self, data: dict, batch_host: np.ndarray) -> dict[str, torch.Tensor]:
+        return self.owner._batch_terms(data, batch_host)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

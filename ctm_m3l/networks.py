@@ -10,7 +10,41 @@ import torch.nn.functional as F
 from contextualized_topic_models.networks.inference_network import ContextualInferenceNetwork
 from torch import nn
 
-__all__ = ["MultiViewDecoderNetwork"]
+__all__ = ["MultiViewDecoderNetwork", "GlobalBatchNorm1d", "batch_norm_1d"]
+
+
+def batch_norm_1d(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor,
+                  training: bool, momentum: float, eps: float, distributed: bool = False) -> torch.Tensor:
+    """Batch norm without affine parameters, over the local rows or, with ``distributed``,
+    over the rows of every rank (statistics summed with an autograd-aware ``all_reduce``),
+    so data-parallel training normalises exactly as one big batch would.  A batch of fewer
+    than 2 rows uses the running statistics."""
+    if training and distributed:
+        from torch.distributed.nn.functional import all_reduce
+
+        width = x.shape[1]
+        count = torch.full((1,), float(x.shape[0]), dtype=x.dtype, device=x.device)
+        stats = all_reduce(torch.cat([x.sum(0), (x * x).sum(0), count]))
+        n = stats[-1]
+        if n.item() >= 2:
+            mean = stats[:width] / n
+            var = (stats[width:2 * width] / n - mean * mean).clamp(min=0)
+            with torch.no_grad():
+                running_mean.mul_(1 - momentum).add_(momentum * mean)
+                running_var.mul_(1 - momentum).add_(momentum * var * n / (n - 1))
+            return (x - mean) / torch.sqrt(var + eps)
+        training = False
+    training = training and x.shape[0] > 1
+    return F.batch_norm(x, running_mean, running_var, training=training, momentum=momentum, eps=eps)
+
+
+class GlobalBatchNorm1d(nn.BatchNorm1d):
+    """``BatchNorm1d`` whose training statistics span every rank (see :func:`batch_norm_1d`).
+    Same buffers as ``BatchNorm1d``: state dicts load into either."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return batch_norm_1d(x, self.running_mean, self.running_var, self.training, self.momentum,
+                             self.eps, distributed=True)
 
 
 class MultiViewDecoderNetwork(nn.Module):
@@ -58,11 +92,22 @@ class MultiViewDecoderNetwork(nn.Module):
             self.register_buffer("prior_mean", prior_mean)
             self.register_buffer("prior_variance", prior_variance)
         self.drop_theta = nn.Dropout(p=dropout)
+        self.distributed = False
+
+    def use_global_batch_norm(self) -> None:
+        """Normalise over the global batch of all ranks (data-parallel training)."""
+        for net in self.inference:
+            for name in ("f_mu_batchnorm", "f_sigma_batchnorm"):
+                old = getattr(net, name)
+                new = GlobalBatchNorm1d(old.num_features, eps=old.eps, momentum=old.momentum, affine=False)
+                new.load_state_dict(old.state_dict())
+                setattr(net, name, new.to(old.running_mean.device))
+        self.distributed = True
 
     def posterior(self, view: int, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, log sigma^2)``, each ``(n, K)``, of view ``view`` for ``(n, d)`` embeddings."""
         net = self.inference[view]
-        if self.training and embeddings.shape[0] < 2:
+        if self.training and embeddings.shape[0] < 2 and not self.distributed:
             # BatchNorm cannot take batch statistics of one row: use its running statistics.
             net.eval()
             try:
@@ -80,9 +125,10 @@ class MultiViewDecoderNetwork(nn.Module):
 
     def _batchnorm(self, language: int, x: torch.Tensor) -> torch.Tensor:
         bn = self.topic_word_batchnorm[language]
-        training = self.training and x.shape[0] > 1
-        return F.batch_norm(x, bn.running_mean, bn.running_var, training=training,
-                            momentum=bn.momentum, eps=bn.eps)
+        # LDA normalises beta itself (rows = topics), identical on every rank: no global stats.
+        distributed = self.distributed and self.model_type == "prodLDA"
+        return batch_norm_1d(x, bn.running_mean, bn.running_var, self.training, bn.momentum, bn.eps,
+                             distributed=distributed)
 
     def word_log_probs(self, language: int, theta: torch.Tensor) -> torch.Tensor:
         """``(n, W)`` log word distribution of language ``language`` (position in
