@@ -237,7 +237,13 @@ class M3LTM(ZeroShotTM):
             self.model_type, self.hidden_sizes, self.activation, self.dropout, self.learn_priors,
         ).to(self.device)
         if self.solver == "adam":
-            self.optimizer = optim.Adam(self.model.parameters(), lr=self.lr, betas=(self.momentum, 0.99))
+            try:
+                # One fused kernel instead of a Python loop over parameters (~1.5 ms of a
+                # ~17 ms CPU step here); older torch builds lack it on CPU.
+                self.optimizer = optim.Adam(self.model.parameters(), lr=self.lr, betas=(self.momentum, 0.99),
+                                            fused=True)
+            except (RuntimeError, TypeError, ValueError):
+                self.optimizer = optim.Adam(self.model.parameters(), lr=self.lr, betas=(self.momentum, 0.99))
         else:
             self.optimizer = optim.SGD(self.model.parameters(), lr=self.lr, momentum=self.momentum)
         self.scheduler = ReduceLROnPlateau(self.optimizer, patience=10) if self.reduce_on_plateau else None
@@ -317,8 +323,10 @@ class M3LTM(ZeroShotTM):
         mus, logvars, thetas = [], [], []
         rec, pkl = zero, zero
         language = 0
+        # Noise for the whole global batch (the same draw on every rank), this rank's rows.
+        noises = torch.randn(n_views, len(batch_host), k, device=self.device)[:, bounds[rank]:bounds[rank + 1]]
         for a, view in enumerate(self.views):
-            noise = torch.randn(len(batch_host), k, device=self.device)[bounds[rank]:bounds[rank + 1]]
+            noise = noises[a]
             positions_host = np.flatnonzero(mask_host[:, a])
             is_text = self.view_kinds[view] == "text"
             if len(positions_host) == 0 and not dist_info:  # no tuple of this batch has the view
