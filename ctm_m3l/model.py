@@ -610,6 +610,16 @@ class M3LTM(ZeroShotTM):
         out[rows] /= out[rows].sum(axis=1, keepdims=True)
         return out
 
+    #: Shared with the baselines (``ctm_m3l.baselines.Baseline``): retrieval compares topic
+    #: distributions by Jensen-Shannon divergence.
+    name = "m3l"
+    distance = "jsd"
+    has_topics = True
+
+    def represent(self, dataset: MultiViewDataset, view: str, seed: int | None = 0) -> np.ndarray:
+        """What retrieval compares: the topic distributions of ``view`` (see ``distance``)."""
+        return self.get_thetas(dataset, view=view, seed=seed)
+
     def get_doc_topic_distribution(self, dataset: MultiViewDataset, n_samples: int = 20,
                                    view: str | None = None, seed: int | None = None) -> np.ndarray:
         """CTM's name for :meth:`get_thetas`."""

@@ -1,0 +1,107 @@
+"""ZeroshotTM (Bianchi et al., 2021): CTM's own ``ZeroShotTM`` trained on one language,
+applied to every other view through the embeddings alone."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from contextualized_topic_models.datasets.dataset import CTMDataset
+from contextualized_topic_models.models.ctm import ZeroShotTM
+
+from ..data import MultiViewDataset
+from ..model import _check_int
+from .base import Baseline, rows_or_nan
+from .mcse import MCSEAligner
+
+__all__ = ["ZeroShotBaseline"]
+
+
+class ZeroShotBaseline(Baseline):
+    """CTM's ``ZeroShotTM`` on ``train_view``'s texts; other views are fed to its inference
+    network as they are, which needs embeddings in one space.
+
+    Args:
+        train_view: the language it is trained on (its bag of words and embeddings).
+        views: every view it will be asked about.
+        aligner: None when the encoders are aligned (CLIP, multilingual SBERT); else an
+            :class:`MCSEAligner` (fitted or not) that maps every view into one space first.
+            Unaligned encoders without an aligner are refused.
+        n_components, num_epochs, batch_size, lr, hidden_sizes: passed to ``ZeroShotTM``
+            (paper: 100 topics, 100 epochs, batch 64, one hidden layer of 100).
+        ctm_kwargs: any other ``ZeroShotTM`` argument.
+    """
+
+    name = "zeroshot"
+
+    def __init__(self, train_view: str, views: Sequence[str], aligner: MCSEAligner | None = None,
+                 n_components: int = 100, num_epochs: int = 100, batch_size: int = 64, lr: float = 2e-3,
+                 hidden_sizes: tuple = (100,), random_state: int | None = None, **ctm_kwargs: Any) -> None:
+        if train_view not in views:
+            raise ValueError(f"train_view {train_view!r} must be one of views {list(views)}")
+        if aligner is not None and not isinstance(aligner, MCSEAligner):
+            raise TypeError("aligner must be an MCSEAligner or None")
+        _check_int("n_components", n_components, 1)
+        self.train_view, self.views, self.aligner = train_view, list(views), aligner
+        self.n_components, self.num_epochs, self.batch_size, self.lr = n_components, num_epochs, batch_size, lr
+        self.hidden_sizes, self.random_state, self.ctm_kwargs = tuple(hidden_sizes), random_state, ctm_kwargs
+        self.ctm: ZeroShotTM | None = None
+        self.language_views = [train_view]
+
+    def _aligned(self, dataset: MultiViewDataset) -> MultiViewDataset:
+        if self.aligner is not None:
+            return self.aligner.transform_dataset(dataset)
+        sizes = {v: dataset.embeddings[v].shape[1] for v in self.views}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(
+                f"ZeroshotTM feeds every view to one inference network, but the views' embeddings "
+                f"have different sizes {sizes} (unaligned encoders); use one aligned encoder or pass "
+                "aligner=MCSEAligner(views)")
+        return dataset
+
+    def fit(self, dataset: MultiViewDataset) -> "ZeroShotBaseline":
+        if self.train_view not in dataset.bow:
+            raise ValueError(f"zeroshot: train_view {self.train_view!r} is not a text view of the dataset")
+        if self.aligner is not None and self.aligner.heads is None:
+            self.aligner.fit(dataset)
+        data = self._aligned(dataset)
+        has = data.has_view(self.train_view)
+        bow = data.bow[self.train_view][has]
+        self.vocabulary = list(data.vocabularies[self.train_view])
+        if self.random_state is not None:
+            torch.manual_seed(self.random_state)
+            np.random.seed(self.random_state)
+        train = CTMDataset(X_contextual=data.embeddings[self.train_view][has], X_bow=bow,
+                           idx2token=dict(enumerate(self.vocabulary)))
+        self.ctm = ZeroShotTM(bow_size=len(self.vocabulary), contextual_size=train.X_contextual.shape[1],
+                              n_components=self.n_components, num_epochs=self.num_epochs,
+                              batch_size=self.batch_size, lr=self.lr, hidden_sizes=self.hidden_sizes,
+                              num_data_loader_workers=0, **self.ctm_kwargs)
+        self.ctm.fit(train, do_train_predictions=False)
+        return self
+
+    def get_thetas(self, dataset: MultiViewDataset, n_samples: int = 20, view: str | None = None,
+                   seed: int | None = None) -> np.ndarray:
+        if self.ctm is None:
+            raise RuntimeError("zeroshot: call fit first")
+        view = self._check_view(dataset, view)
+        data = self._aligned(dataset)
+        has = data.has_view(view)
+        items = CTMDataset(X_contextual=data.embeddings[view][has],
+                           X_bow=sp.csr_matrix((int(has.sum()), len(self.vocabulary)), dtype=np.float32),
+                           idx2token=dict(enumerate(self.vocabulary)))
+        with torch.random.fork_rng():
+            if seed is not None:
+                torch.manual_seed(seed)
+            theta = self.ctm.get_thetas(items, n_samples=n_samples)
+        return rows_or_nan(dataset, view, theta, self.n_components)
+
+    def get_topic_lists(self, k: int = 10, language: str | None = None) -> list[list[str]]:
+        if self.ctm is None:
+            raise RuntimeError("zeroshot: call fit first")
+        if language not in (None, self.train_view):
+            raise ValueError(f"zeroshot has topics only in its training language {self.train_view!r}, "
+                             f"not {language!r}")
+        return self.ctm.get_topic_lists(k)

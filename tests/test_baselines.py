@@ -1,0 +1,110 @@
+"""Baselines: MCSE alignment, ZeroshotTM through CTM's own class, raw-embedding retrieval."""
+import numpy as np
+import pytest
+from contextualized_topic_models.models.ctm import ZeroShotTM
+
+from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
+from ctm_m3l.baselines import Baseline, EmbeddingRetrieval, MCSEAligner, ZeroShotBaseline
+from planted import mrr, planted_tuples
+
+
+def cosine_mrr(q, t):
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    t = t / np.linalg.norm(t, axis=1, keepdims=True)
+    s = q @ t.T
+    return float(np.mean(1.0 / ((s > s.diagonal()[:, None]).sum(1) + 1)))
+
+
+def latent_views(n, seed=0, dims=(24, 40, 32), latent=12, noise=0.05):
+    """Unaligned views of one continuous latent per tuple: a different random map per view."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, latent))
+    maps = np.random.default_rng(99)
+    return [np.tanh(z @ maps.normal(size=(latent, d)) / np.sqrt(latent)) + noise * rng.normal(size=(n, d))
+            for d in dims]
+
+
+def as_dataset(embeddings, rows=None):
+    n = len(embeddings[0])
+    rows = rows or [{"en": "dog park", "de": "hund park", "image": "x.jpg"} for _ in range(n)]
+    prep = M3LDataPreparation([TextView("en", stopwords=None), TextView("de", stopwords=None), ImageView("image")])
+    return prep, prep.fit(rows, custom_embeddings=dict(zip(["en", "de", "image"], embeddings)))
+
+
+def test_mcse_raises_cross_view_retrieval_from_chance_to_near_perfect():
+    train_emb, test_emb = latent_views(3000, seed=0), latent_views(300, seed=1)
+    _, train = as_dataset(train_emb)
+    prep, test = as_dataset(test_emb)
+    chance = np.mean(1.0 / np.arange(1, 301))
+    before = cosine_mrr(test_emb[0][:, :24], test_emb[1][:, :24])  # same size, unrelated spaces
+    assert before < 3 * chance
+    aligner = MCSEAligner(["en", "de", "image"], dim=32, num_epochs=30, random_state=0).fit(train)
+    z = {v: aligner.transform(test, v) for v in ["en", "de", "image"]}
+    assert np.allclose(np.linalg.norm(z["en"], axis=1), 1)
+    for a, b in [("en", "de"), ("en", "image"), ("de", "image")]:
+        assert cosine_mrr(z[a], z[b]) > 0.9, (a, b)
+    retrieval = EmbeddingRetrieval(["en", "de", "image"], aligner=aligner).fit(train)
+    assert retrieval.distance == "cosine" and not retrieval.has_topics
+    assert cosine_mrr(retrieval.represent(test, "en"), retrieval.represent(test, "image")) > 0.9
+
+
+def test_mcse_missing_views_and_errors():
+    emb = latent_views(200)
+    _, data = as_dataset(emb)
+    data.view_mask[:50, 2] = False
+    aligner = MCSEAligner(["en", "image"], dim=8, num_epochs=2, random_state=0).fit(data)
+    assert np.isnan(aligner.transform(data, "image")[:50]).all()
+    with pytest.raises(ValueError, match="unknown view 'de'"):
+        aligner.transform(data, "de")
+    with pytest.raises(ValueError, match="at least two distinct views"):
+        MCSEAligner(["en"])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        MCSEAligner(["en", "de"]).transform(data, "en")
+
+
+@pytest.fixture(scope="module")
+def planted():
+    rows, emb, _ = planted_tuples(700, n_topics=5, seed=0)
+    # One shared map for every view: an "aligned encoder" (like CLIP for all views).
+    shared = {v: emb["en"] for v in ("en", "de", "image")}
+    prep = M3LDataPreparation([TextView("en", stopwords=None), TextView("de", stopwords=None), ImageView("image")])
+    train = prep.fit(rows[:600], custom_embeddings={k: v[:600] for k, v in emb.items()})
+    test = prep.transform(rows[600:], custom_embeddings={k: v[600:] for k, v in emb.items()})
+    aligned_prep = M3LDataPreparation([TextView("en", stopwords=None), TextView("de", stopwords=None),
+                                       ImageView("image")])
+    aligned_train = aligned_prep.fit(rows[:600], custom_embeddings={k: v[:600] for k, v in shared.items()})
+    aligned_test = aligned_prep.transform(rows[600:], custom_embeddings={k: v[600:] for k, v in shared.items()})
+    return train, test, aligned_train, aligned_test
+
+
+def test_zeroshot_runs_through_ctms_own_class(planted):
+    _, _, train, test = planted
+    model = ZeroShotBaseline("en", ["en", "de", "image"], n_components=5, num_epochs=15, random_state=0)
+    model.fit(train)
+    assert isinstance(model.ctm, ZeroShotTM) and isinstance(model, Baseline)
+    theta = {v: model.get_thetas(test, view=v, seed=0) for v in ["en", "de", "image"]}
+    assert theta["de"].shape == (100, 5) and np.allclose(theta["de"].sum(1), 1)
+    assert mrr(theta["en"], theta["de"]) > 5 * np.mean(1.0 / np.arange(1, 101))
+    assert all(w.startswith("en") for topic in model.get_topic_lists(3) for w in topic)
+    with pytest.raises(ValueError, match="only in its training language 'en'"):
+        model.get_topic_lists(3, language="de")
+
+
+def test_zeroshot_refuses_unaligned_encoders_and_uses_an_aligner(planted):
+    train, test, _, _ = planted
+    with pytest.raises(ValueError, match="unaligned encoders.*MCSEAligner"):
+        ZeroShotBaseline("en", ["en", "de", "image"], n_components=5, num_epochs=1).fit(train)
+    aligner = MCSEAligner(["en", "de", "image"], dim=16, num_epochs=20, random_state=0)
+    model = ZeroShotBaseline("en", ["en", "de", "image"], aligner=aligner, n_components=5, num_epochs=15,
+                             random_state=0).fit(train)
+    theta_en, theta_img = model.get_thetas(test, view="en", seed=0), model.get_thetas(test, view="image", seed=0)
+    assert mrr(theta_en, theta_img) > 3 * np.mean(1.0 / np.arange(1, 101))
+
+
+def test_every_system_shares_the_interface(planted):
+    train, test, _, _ = planted
+    m3l = M3LTM(views=["en", "de", "image"], n_components=5, num_epochs=2, random_state=0).fit(train, progress_bar=False)
+    for system in (m3l, ZeroShotBaseline("en", ["en", "de"], aligner=MCSEAligner(["en", "de"], num_epochs=1),
+                                         n_components=5, num_epochs=1).fit(train)):
+        assert system.distance == "jsd" and system.has_topics
+        assert system.represent(test, "de").shape == (100, 5)
