@@ -4,7 +4,7 @@ import pytest
 from contextualized_topic_models.models.ctm import ZeroShotTM
 
 from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
-from ctm_m3l.baselines import Baseline, EmbeddingRetrieval, MCSEAligner, ZeroShotBaseline
+from ctm_m3l.baselines import Baseline, EmbeddingRetrieval, KDBaseline, MCSEAligner, ZeroShotBaseline
 from planted import mrr, planted_tuples
 
 
@@ -108,3 +108,43 @@ def test_every_system_shares_the_interface(planted):
                                          n_components=5, num_epochs=1).fit(train)):
         assert system.distance == "jsd" and system.has_topics
         assert system.represent(test, "de").shape == (100, 5)
+
+
+def mean_jsd(p, q):
+    from planted import jsd_matrix
+
+    return float(np.mean(np.diag(jsd_matrix(p, q))))
+
+
+@pytest.mark.parametrize("teacher", ["en", "joint"])
+def test_kd_students_land_near_their_teacher(planted, teacher):
+    from ctm_m3l.baselines import KDStudent
+
+    train, test, _, _ = planted  # unaligned encoders: each student has its own network
+    kd = KDBaseline(["en", "de", "image"], teacher=teacher, n_components=5, num_epochs=20, random_state=0).fit(train)
+    assert all(isinstance(s, KDStudent) and isinstance(s, ZeroShotTM) for s in kd.students.values())
+    assert set(kd.students) == ({"de", "image"} if teacher == "en" else {"en", "de", "image"})
+    theta = {v: kd.get_thetas(test, view=v, seed=0) for v in ["en", "de", "image"]}
+    teacher_theta = theta["en"]
+    if teacher == "joint":  # the joint teacher's own distributions, for full tuples
+        x = np.concatenate([test.embeddings[v] for v in ["en", "de", "image"]], axis=1)
+        mu, _ = kd._posterior(kd.teacher, x.astype(np.float32))
+        teacher_theta = np.exp(mu) / np.exp(mu).sum(1, keepdims=True)
+    shuffled = np.roll(np.arange(len(test)), 1)
+    for view in ["de", "image"]:
+        same = mean_jsd(theta[view], teacher_theta)
+        other = mean_jsd(theta[view], teacher_theta[shuffled])
+        assert same < 0.5 * other, (view, same, other)
+    # A German student reconstructs German: its topics are in German words, aligned to the teacher's.
+    assert all(w.startswith("de") for topic in kd.get_topic_lists(3, language="de") for w in topic)
+    assert all(w.startswith("en") for topic in kd.get_topic_lists(3, language="en") for w in topic)
+
+
+def test_kd_bad_input(planted):
+    train = planted[0]
+    with pytest.raises(ValueError, match="teacher must be 'joint' or one of the views"):
+        KDBaseline(["en", "de"], teacher="fr")
+    with pytest.raises(ValueError, match="needs a text view to reconstruct"):
+        KDBaseline(["en", "image"], teacher="image", n_components=5, num_epochs=1).fit(train)
+    with pytest.raises(ValueError, match=r"view\(s\) \['fr'\] are not in the dataset"):
+        KDBaseline(["en", "fr"], teacher="en", n_components=5, num_epochs=1).fit(train)

@@ -1,0 +1,189 @@
+"""ZeroshotTM-KD (Pivovarova & Zosa, MediaEval 2021): teacher-student distillation.
+
+A teacher ``ZeroShotTM`` is trained first (on one language's texts, or on the concatenated
+embeddings of the whole tuple: the *joint* teacher).  Each student is a ``ZeroShotTM`` on
+another view that keeps the reconstruction loss but replaces the KL to the prior by the KL to
+the teacher's posterior for the same tuple.  Students of text views reconstruct their own
+language (so their topic words line up with the teacher's topics); image students reconstruct
+the teacher's language.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from contextualized_topic_models.datasets.dataset import CTMDataset
+from contextualized_topic_models.models.ctm import ZeroShotTM
+from contextualized_topic_models.networks.decoding_network import DecoderNetwork
+
+from ..data import MultiViewDataset
+from ..losses import gaussian_kl, reconstruction_loss
+from ..model import _check_int
+from .base import Baseline, rows_or_nan
+
+__all__ = ["KDBaseline", "KDStudent"]
+
+
+class _StudentDecoderNetwork(DecoderNetwork):
+    """CTM's decoder network whose "prior" is the teacher's posterior, passed in as extra
+    columns of the contextual input while training (``[embedding | mu_t | logvar_t]``)."""
+
+    def _split(self, x_bert: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        width = self.inf_net.input_layer.in_features
+        return x_bert[:, :width], x_bert[:, width:]
+
+    def forward(self, x, x_bert, labels=None):
+        embedding, teacher = self._split(x_bert)
+        out = super().forward(x, embedding, labels)
+        k = self.n_components
+        return (teacher[:, :k], teacher[:, k:].exp(), *out[2:])
+
+    def get_posterior(self, x, x_bert, labels=None):
+        return super().get_posterior(x, self._split(x_bert)[0], labels)
+
+
+class KDStudent(ZeroShotTM):
+    """A ``ZeroShotTM`` distilled from a teacher: CTM's own training loop, with the KL to the
+    prior replaced by the KL to the teacher's posterior of the same tuple."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Same parameters (and optimizer); only forward/get_posterior differ.
+        self.model.__class__ = _StudentDecoderNetwork
+
+    def _loss(self, inputs, word_dists, prior_mean, prior_variance, posterior_mean, posterior_variance,
+              posterior_log_variance):
+        # Per-row teacher posteriors: CTM's own formula sums the prior's log-determinant over
+        # the whole batch, which is only right for one prior shared by every row.
+        kl = gaussian_kl(posterior_mean, posterior_log_variance, prior_mean, prior_variance.log())
+        return kl, reconstruction_loss(inputs, torch.log(word_dists + 1e-10))
+
+
+class KDBaseline(Baseline):
+    """Teacher-student ZeroshotTM for multilingual or multimodal tuples.
+
+    Args:
+        views: the views to give topic distributions for.
+        teacher: a text view (the *text teacher*, e.g. ``"en"``) or ``"joint"`` (the teacher's
+            input is the concatenation of every view's embedding, on tuples that have them all).
+        language: the language whose bag of words the teacher (and image students)
+            reconstruct; default: the teacher view, or the first text view for ``"joint"``.
+        n_components, num_epochs, batch_size, lr, hidden_sizes: for every ``ZeroShotTM``
+            (paper: 100 topics, 100 epochs, batch 64, one hidden layer of 100).
+    """
+
+    name = "zeroshot-kd"
+
+    def __init__(self, views: Sequence[str], teacher: str = "joint", language: str | None = None,
+                 n_components: int = 100, num_epochs: int = 100, batch_size: int = 64, lr: float = 2e-3,
+                 hidden_sizes: tuple = (100,), random_state: int | None = None, **ctm_kwargs: Any) -> None:
+        self.views = list(views)
+        if teacher != "joint" and teacher not in self.views:
+            raise ValueError(f"teacher must be 'joint' or one of the views {self.views}, got {teacher!r}")
+        _check_int("n_components", n_components, 1)
+        self.teacher_spec, self.language = teacher, language
+        self.settings = dict(n_components=n_components, num_epochs=num_epochs, batch_size=batch_size, lr=lr,
+                             hidden_sizes=tuple(hidden_sizes), num_data_loader_workers=0, **ctm_kwargs)
+        self.n_components, self.random_state = n_components, random_state
+        self.teacher: ZeroShotTM | None = None
+        self.students: dict[str, KDStudent] = {}
+        self.decoded_language: dict[str, str] = {}
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _teacher_input(self, dataset: MultiViewDataset) -> tuple[np.ndarray, np.ndarray]:
+        if self.teacher_spec == "joint":
+            rows = np.logical_and.reduce([dataset.has_view(v) for v in self.views])
+            x = np.concatenate([dataset.embeddings[v] for v in self.views], axis=1)
+        else:
+            rows = dataset.has_view(self.teacher_spec)
+            x = dataset.embeddings[self.teacher_spec]
+        return x.astype(np.float32), rows
+
+    def _posterior(self, model: ZeroShotTM, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        model.model.eval()
+        mus, logvars = [], []
+        with torch.no_grad():
+            for start in range(0, len(x), 4096):
+                chunk = torch.from_numpy(x[start:start + 4096]).to(model.device)
+                mu, logvar = model.model.get_posterior(None, chunk)
+                mus.append(mu.cpu().numpy())
+                logvars.append(logvar.cpu().numpy())
+        return np.concatenate(mus), np.concatenate(logvars)
+
+    def _seed(self) -> None:
+        if self.random_state is not None:
+            torch.manual_seed(self.random_state)
+            np.random.seed(self.random_state)
+
+    # -- fit ------------------------------------------------------------------------------------
+    def fit(self, dataset: MultiViewDataset) -> "KDBaseline":
+        missing = [v for v in self.views if v not in dataset.view_names]
+        if missing:
+            raise ValueError(f"zeroshot-kd: view(s) {missing} are not in the dataset ({dataset.view_names})")
+        texts = [v for v in self.views if v in dataset.bow]
+        language = self.language or (self.teacher_spec if self.teacher_spec != "joint" else (texts or [None])[0])
+        if language not in dataset.bow:
+            raise ValueError(f"zeroshot-kd: the teacher needs a text view to reconstruct; {language!r} is not one")
+        self.language = language
+        x, rows = self._teacher_input(dataset)
+        rows &= dataset.has_view(language)
+        if rows.sum() < 2:
+            raise ValueError(f"zeroshot-kd: fewer than 2 tuples have every view the {self.teacher_spec!r} teacher needs")
+        self.vocabularies = {v: list(dataset.vocabularies[v]) for v in texts}
+        self._seed()
+        self.teacher = ZeroShotTM(bow_size=len(self.vocabularies[language]), contextual_size=x.shape[1],
+                                  **self.settings)
+        self.teacher.fit(CTMDataset(x[rows], dataset.bow[language][rows],
+                                    dict(enumerate(self.vocabularies[language]))), do_train_predictions=False)
+        teacher_mu = np.zeros((len(dataset), self.n_components), np.float32)
+        teacher_logvar = np.zeros_like(teacher_mu)
+        teacher_mu[rows], teacher_logvar[rows] = self._posterior(self.teacher, x[rows])
+        for view in self.views:
+            if view == self.teacher_spec:
+                continue
+            target = view if view in dataset.bow else language
+            student_rows = rows & dataset.has_view(view) & dataset.has_view(target)
+            if student_rows.sum() < 2:
+                raise ValueError(f"zeroshot-kd: fewer than 2 tuples pair view {view!r} with the teacher")
+            contextual = np.concatenate([dataset.embeddings[view], teacher_mu, teacher_logvar], axis=1)[student_rows]
+            self._seed()
+            student = KDStudent(bow_size=len(self.vocabularies[target]),
+                                contextual_size=dataset.embeddings[view].shape[1], learn_priors=False,
+                                **self.settings)
+            student.fit(CTMDataset(contextual, dataset.bow[target][student_rows],
+                                   dict(enumerate(self.vocabularies[target]))), do_train_predictions=False)
+            self.students[view] = student
+            self.decoded_language[view] = target
+        order = {v: i for i, v in enumerate(dataset.view_names)}
+        self.language_views = sorted({language, *self.decoded_language.values()}, key=order.__getitem__)
+        return self
+
+    # -- outputs ----------------------------------------------------------------------------------
+    def get_thetas(self, dataset: MultiViewDataset, n_samples: int = 20, view: str | None = None,
+                   seed: int | None = None) -> np.ndarray:
+        if self.teacher is None:
+            raise RuntimeError("zeroshot-kd: call fit first")
+        view = self._check_view(dataset, view)
+        model = self.teacher if view == self.teacher_spec else self.students[view]
+        has = dataset.has_view(view)
+        items = CTMDataset(X_contextual=dataset.embeddings[view][has].astype(np.float32),
+                           X_bow=sp.csr_matrix((int(has.sum()), 1), dtype=np.float32), idx2token={0: ""})
+        with torch.random.fork_rng():
+            if seed is not None:
+                torch.manual_seed(seed)
+            theta = model.get_thetas(items, n_samples=n_samples)
+        return rows_or_nan(dataset, view, theta, self.n_components)
+
+    def get_topic_lists(self, k: int = 10, language: str | None = None) -> list[list[str]]:
+        if self.teacher is None:
+            raise RuntimeError("zeroshot-kd: call fit first")
+        language = language or self.language
+        if language == self.language:
+            return self.teacher.get_topic_lists(k)
+        for view, decoded in self.decoded_language.items():
+            if decoded == language:
+                return self.students[view].get_topic_lists(k)
+        raise ValueError(f"zeroshot-kd has topics in {self.language_views}, not in {language!r}")
