@@ -4,6 +4,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
+import scipy.sparse as sp
+import torch
+from contextualized_topic_models.datasets.dataset import CTMDataset
 
 from ..data import MultiViewDataset
 
@@ -54,3 +57,14 @@ def rows_or_nan(dataset: MultiViewDataset, view: str, values: np.ndarray, width:
     out = np.full((len(dataset), width), np.nan)
     out[dataset.has_view(view)] = values
     return out
+
+
+def ctm_thetas(ctm, embeddings: np.ndarray, n_samples: int, seed: int | None) -> np.ndarray:
+    """CTM's own ``get_thetas`` on embeddings alone (a ZeroShotTM infers from the contextual
+    input; its bag-of-words input is unused), with the sampling noise seeded when asked."""
+    items = CTMDataset(X_contextual=np.asarray(embeddings, dtype=np.float32),
+                       X_bow=sp.csr_matrix((len(embeddings), 1), dtype=np.float32), idx2token={0: ""})
+    with torch.random.fork_rng():
+        if seed is not None:
+            torch.manual_seed(seed)
+        return ctm.get_thetas(items, n_samples=n_samples)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from contextualized_topic_models.datasets.dataset import CTMDataset
 from contextualized_topic_models.models.ctm import ZeroShotTM
@@ -22,7 +21,7 @@ from contextualized_topic_models.networks.decoding_network import DecoderNetwork
 from ..data import MultiViewDataset
 from ..losses import gaussian_kl, reconstruction_loss
 from ..model import _check_int
-from .base import Baseline, rows_or_nan
+from .base import Baseline, ctm_thetas, rows_or_nan
 
 __all__ = ["KDBaseline", "KDStudent"]
 
@@ -168,13 +167,7 @@ class KDBaseline(Baseline):
             raise RuntimeError("zeroshot-kd: call fit first")
         view = self._check_view(dataset, view)
         model = self.teacher if view == self.teacher_spec else self.students[view]
-        has = dataset.has_view(view)
-        items = CTMDataset(X_contextual=dataset.embeddings[view][has].astype(np.float32),
-                           X_bow=sp.csr_matrix((int(has.sum()), 1), dtype=np.float32), idx2token={0: ""})
-        with torch.random.fork_rng():
-            if seed is not None:
-                torch.manual_seed(seed)
-            theta = model.get_thetas(items, n_samples=n_samples)
+        theta = ctm_thetas(model, dataset.embeddings[view][dataset.has_view(view)], n_samples, seed)
         return rows_or_nan(dataset, view, theta, self.n_components)
 
     def get_topic_lists(self, k: int = 10, language: str | None = None) -> list[list[str]]:

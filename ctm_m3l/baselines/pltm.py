@@ -145,7 +145,7 @@ class PLTM(Baseline):
 
     def _tokens(self, dataset: MultiViewDataset, languages: Sequence[str]):
         """Every tuple's tokens, all languages together: (doc_ptr, global word ids, language ids)."""
-        per_doc_words, per_doc_langs = [], []
+        per_doc_words = []
         counts = np.zeros(len(dataset), dtype=np.int64)
         for view in languages:
             lang = self.views.index(view)

@@ -6,14 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from contextualized_topic_models.datasets.dataset import CTMDataset
 from contextualized_topic_models.models.ctm import ZeroShotTM
 
 from ..data import MultiViewDataset
 from ..model import _check_int
-from .base import Baseline, rows_or_nan
+from .base import Baseline, ctm_thetas, rows_or_nan
 from .mcse import MCSEAligner
 
 __all__ = ["ZeroShotBaseline"]
@@ -88,14 +87,7 @@ class ZeroShotBaseline(Baseline):
             raise RuntimeError("zeroshot: call fit first")
         view = self._check_view(dataset, view)
         data = self._aligned(dataset)
-        has = data.has_view(view)
-        items = CTMDataset(X_contextual=data.embeddings[view][has],
-                           X_bow=sp.csr_matrix((int(has.sum()), len(self.vocabulary)), dtype=np.float32),
-                           idx2token=dict(enumerate(self.vocabulary)))
-        with torch.random.fork_rng():
-            if seed is not None:
-                torch.manual_seed(seed)
-            theta = self.ctm.get_thetas(items, n_samples=n_samples)
+        theta = ctm_thetas(self.ctm, data.embeddings[view][data.has_view(view)], n_samples, seed)
         return rows_or_nan(dataset, view, theta, self.n_components)
 
     def get_topic_lists(self, k: int = 10, language: str | None = None) -> list[list[str]]:
