@@ -97,6 +97,7 @@ def test_zeroshot_refuses_unaligned_encoders_and_uses_an_aligner(planted):
     aligner = MCSEAligner(["en", "de", "image"], dim=16, num_epochs=20, random_state=0)
     model = ZeroShotBaseline("en", ["en", "de", "image"], aligner=aligner, n_components=5, num_epochs=15,
                              random_state=0).fit(train)
+    assert model.name == "zeroshot+mcse"  # results say the views were aligned by MCSE heads
     theta_en, theta_img = model.get_thetas(test, view="en", seed=0), model.get_thetas(test, view="image", seed=0)
     assert mrr(theta_en, theta_img) > 3 * np.mean(1.0 / np.arange(1, 101))
 

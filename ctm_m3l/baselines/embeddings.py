@@ -24,6 +24,7 @@ class EmbeddingRetrieval(Baseline):
         self.views = list(views)
         self.aligner = aligner
         self.language_views: list[str] = []
+        self.name = "embeddings+mcse" if aligner is not None else "embeddings"
 
     def fit(self, dataset: MultiViewDataset) -> "EmbeddingRetrieval":
         if self.aligner is not None and self.aligner.heads is None:

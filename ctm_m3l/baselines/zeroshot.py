@@ -48,6 +48,8 @@ class ZeroShotBaseline(Baseline):
         self.hidden_sizes, self.random_state, self.ctm_kwargs = tuple(hidden_sizes), random_state, ctm_kwargs
         self.ctm: ZeroShotTM | None = None
         self.language_views = [train_view]
+        # Results say when the views were aligned by MCSE heads rather than by their encoders.
+        self.name = "zeroshot+mcse" if aligner is not None else "zeroshot"
 
     def _aligned(self, dataset: MultiViewDataset) -> MultiViewDataset:
         if self.aligner is not None:
