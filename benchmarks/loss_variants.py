@@ -9,21 +9,13 @@ of the top-10 words (document co-occurrence in the training texts).
 """
 import argparse
 import itertools
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from planted import jsd_matrix  # noqa: E402
-
-from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView, load_multi30k  # noqa: E402
-
-
-def mrr(q, t):
-    d = jsd_matrix(q, t)
-    return float(np.mean(1.0 / ((d < d.diagonal()[:, None]).sum(1) + 1)))
+from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView, load_multi30k
+from ctm_m3l.evaluation import mean_jsd, mrr
 
 
 def npmi(topics, documents):
@@ -77,7 +69,7 @@ def main():
             results.append([
                 mrr(th["en"], th["de"]), mrr(th["en"][has_img], th["image"][has_img]),
                 mrr(th["de"][has_img], th["image"][has_img]),
-                float(np.mean(np.diag(jsd_matrix(th["en"], th["de"])))),
+                mean_jsd(th["en"], th["de"]),
                 npmi(model.get_topic_lists(10, "en"), train.documents["en"]),
                 npmi(model.get_topic_lists(10, "de"), train.documents["de"]),
             ])

@@ -44,17 +44,6 @@ def planted_tuples(n: int, n_topics: int = 5, languages=("en", "de"), images=("i
     return rows, {k: e.astype(np.float32) for k, e in embeddings.items()}, theta
 
 
-def jsd_matrix(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Jensen-Shannon divergence between every row of p and every row of q."""
-    p = p[:, None, :]
-    q = q[None, :, :]
-    m = 0.5 * (p + q)
-    kl = lambda a, b: np.sum(np.where(a > 0, a * np.log(np.maximum(a, 1e-12) / np.maximum(b, 1e-12)), 0), -1)
-    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+from ctm_m3l.evaluation import jsd_matrix, mrr  # noqa: E402  (re-exported for the tests)
 
-
-def mrr(query: np.ndarray, target: np.ndarray) -> float:
-    """Mean reciprocal rank of the matching row (same index) by JSD."""
-    d = jsd_matrix(query, target)
-    ranks = (d < d.diagonal()[:, None]).sum(axis=1) + 1
-    return float(np.mean(1.0 / ranks))
+__all__ = ["letters", "word", "planted_tuples", "jsd_matrix", "mrr"]

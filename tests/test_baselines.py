@@ -111,10 +111,7 @@ def test_every_system_shares_the_interface(planted):
         assert system.represent(test, "de").shape == (100, 5)
 
 
-def mean_jsd(p, q):
-    from planted import jsd_matrix
-
-    return float(np.mean(np.diag(jsd_matrix(p, q))))
+from ctm_m3l.evaluation import mean_jsd  # noqa: E402
 
 
 @pytest.mark.parametrize("teacher", ["en", "joint"])

@@ -1,0 +1,190 @@
+"""The paper's evaluation: retrieval between views, distribution alignment, topic quality.
+
+Representations are row-aligned: row ``i`` of every view belongs to tuple ``i``.  Rows that
+are NaN (a tuple without that view, as ``get_thetas`` returns them) are left out.  Retrieval
+ranks targets by Jensen-Shannon divergence for topic distributions (``distance="jsd"``) or
+by cosine for embeddings (``distance="cosine"``).  JSD uses natural logarithms (0 to ln 2).
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "jsd_matrix", "mean_jsd", "distance_matrix", "relevance_by_id", "mrr", "uap", "recall_at_k",
+    "npmi", "topic_diversity", "inverted_rbo", "cnpmi", "alignment", "uniformity",
+]
+
+
+def jsd_matrix(p: np.ndarray, q: np.ndarray, block: int = 512) -> np.ndarray:
+    """``(n, m)`` Jensen-Shannon divergences between the rows of ``p`` and of ``q``."""
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    out = np.empty((len(p), len(q)))
+    plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0).sum(1)
+    qlogq = np.where(q > 0, q * np.log(np.where(q > 0, q, 1)), 0).sum(1)
+    for s in range(0, len(p), block):
+        a = p[s:s + block, None, :]
+        m = 0.5 * (a + q[None, :, :])
+        mlogm = np.where(m > 0, m * np.log(np.where(m > 0, m, 1)), 0).sum(-1)
+        out[s:s + block] = 0.5 * (plogp[s:s + block, None] + qlogq[None, :]) - mlogm
+    return np.maximum(out, 0)
+
+
+def mean_jsd(p: np.ndarray, q: np.ndarray) -> float:
+    """Mean JSD between the two views of the same tuples (rows missing in either are skipped)."""
+    keep = ~(np.isnan(p).any(1) | np.isnan(q).any(1))
+    if not keep.any():
+        raise ValueError("no tuple has both views")
+    a, b = p[keep], q[keep]
+    m = 0.5 * (a + b)
+
+    def kl(x, y):
+        return np.where(x > 0, x * np.log(np.where(x > 0, x, 1) / np.where(y > 0, y, 1)), 0).sum(1)
+
+    return float(np.mean(0.5 * kl(a, m) + 0.5 * kl(b, m)))
+
+
+def distance_matrix(query: np.ndarray, target: np.ndarray, distance: str = "jsd") -> np.ndarray:
+    """``(n_q, n_t)`` distances: JSD, or 1 - cosine similarity."""
+    if distance == "jsd":
+        return jsd_matrix(query, target)
+    if distance == "cosine":
+        q = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
+        t = target / np.maximum(np.linalg.norm(target, axis=1, keepdims=True), 1e-12)
+        return 1.0 - q @ t.T
+    raise ValueError(f"distance must be 'jsd' or 'cosine', got {distance!r}")
+
+
+def relevance_by_id(query_ids: Sequence, target_ids: Sequence) -> np.ndarray:
+    """``(n_q, n_t)`` bool: a target is relevant to a query with the same id (e.g. all images
+    of one article, as in the paper's test set)."""
+    target_ids = np.asarray(target_ids, dtype=object)
+    return np.stack([target_ids == q for q in query_ids]) if len(query_ids) else np.zeros((0, len(target_ids)), bool)
+
+
+def _ranking(query, target, relevance, distance):
+    query, target = np.asarray(query, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if relevance is None:
+        if len(query) != len(target):
+            raise ValueError("without relevance=, query and target rows must pair up (same length)")
+        relevance = np.eye(len(query), dtype=bool)
+    relevance = np.asarray(relevance, dtype=bool)
+    if relevance.shape != (len(query), len(target)):
+        raise ValueError(f"relevance must have shape {(len(query), len(target))}, got {relevance.shape}")
+    q_ok, t_ok = ~np.isnan(query).any(1), ~np.isnan(target).any(1)
+    query, target, relevance = query[q_ok], target[t_ok], relevance[q_ok][:, t_ok]
+    has_relevant = relevance.any(1)
+    if not has_relevant.any():
+        raise ValueError("no query has a relevant target among the rows that are not NaN")
+    dist = distance_matrix(query[has_relevant], target, distance)
+    return dist, relevance[has_relevant]
+
+
+def _ranks(dist: np.ndarray, relevance: np.ndarray) -> list[np.ndarray]:
+    """Sorted 1-based ranks of each query's relevant targets; at equal distance relevant
+    targets are placed last, so ties count against the query."""
+    return [np.flatnonzero(rel[np.lexsort((rel, d))]) + 1 for d, rel in zip(dist, relevance)]
+
+
+def mrr(query: np.ndarray, target: np.ndarray, relevance: np.ndarray | None = None, distance: str = "jsd",
+        cutoff: int | None = None) -> float:
+    """Mean reciprocal rank of the first relevant target (paper Table 1; ``cutoff=100``:
+    MRR@100, where a first hit below rank 100 scores 0).  Without ``relevance``, target ``i``
+    is the one relevant item of query ``i``."""
+    dist, relevance = _ranking(query, target, relevance, distance)
+    first = np.array([r.min() for r in _ranks(dist, relevance)], dtype=np.float64)
+    scores = 1.0 / first
+    if cutoff is not None:
+        scores[first > cutoff] = 0.0
+    return float(scores.mean())
+
+
+def uap(query: np.ndarray, target: np.ndarray, relevance: np.ndarray | None = None, distance: str = "jsd") -> float:
+    """Uninterpolated average precision (Manning & Schütze; paper Table 2): for each query,
+    the mean of the precision at the rank of each relevant target; then the mean over queries."""
+    dist, relevance = _ranking(query, target, relevance, distance)
+    scores = [np.mean(np.arange(1, len(r) + 1) / r) for r in _ranks(dist, relevance)]
+    return float(np.mean(scores))
+
+
+def recall_at_k(query: np.ndarray, target: np.ndarray, k: int, relevance: np.ndarray | None = None,
+                distance: str = "jsd") -> float:
+    """Share of queries with a relevant target in the top ``k`` (VTM paper)."""
+    dist, relevance = _ranking(query, target, relevance, distance)
+    return float(np.mean([r.min() <= k for r in _ranks(dist, relevance)]))
+
+
+def npmi(topics: Sequence[Sequence[str]], texts: Sequence[Sequence[str]], topk: int = 10) -> float:
+    """Topic coherence NPMI with gensim's ``CoherenceModel`` (``c_npmi``) against ``texts``
+    (tokenised documents, e.g. ``[d.split() for d in dataset.documents["en"]]``), as in the paper."""
+    from gensim.corpora.dictionary import Dictionary
+    from gensim.models.coherencemodel import CoherenceModel
+
+    topics = [list(t[:topk]) for t in topics]
+    dictionary = Dictionary(texts)
+    unknown = sorted({w for t in topics for w in t if w not in dictionary.token2id})
+    if unknown:
+        raise ValueError(f"topic words not in the reference texts: {unknown[:10]}")
+    model = CoherenceModel(topics=topics, texts=texts, dictionary=dictionary, coherence="c_npmi", topn=topk,
+                           processes=1)
+    return float(model.get_coherence())
+
+
+def topic_diversity(topics: Sequence[Sequence[str]], topk: int = 25) -> float:
+    """Share of unique words among the top ``topk`` words of all topics (Dieng et al.)."""
+    words = [w for t in topics for w in t[:topk]]
+    return len(set(words)) / len(words)
+
+
+def inverted_rbo(topics: Sequence[Sequence[str]], topk: int = 10, weight: float = 0.9) -> float:
+    """1 - mean rank-biased overlap between every pair of topics (CTM's own implementation)."""
+    from contextualized_topic_models.evaluation.measures import InvertedRBO
+
+    return float(InvertedRBO([list(t) for t in topics]).score(topk=topk, weight=weight))
+
+
+def cnpmi(topics_a: Sequence[Sequence[str]], topics_b: Sequence[Sequence[str]], docs_a: Sequence[Sequence[str]],
+          docs_b: Sequence[Sequence[str]], topk: int = 10) -> float:
+    """Cross-lingual NPMI (Hao et al., 2018): for aligned topic ``i``, the NPMI of a word of
+    language A and a word of language B co-occurring in the same tuple (``docs_a[j]`` and
+    ``docs_b[j]`` are the two sides of tuple ``j``); pairs that never co-occur score -1."""
+    if len(docs_a) != len(docs_b):
+        raise ValueError("docs_a and docs_b must be the two sides of the same tuples")
+    sets_a, sets_b = [set(d) for d in docs_a], [set(d) for d in docs_b]
+    n = len(sets_a)
+    scores = []
+    for words_a, words_b in zip(topics_a, topics_b):
+        for wa, wb in itertools.product(words_a[:topk], words_b[:topk]):
+            in_a = np.fromiter((wa in s for s in sets_a), bool, n)
+            in_b = np.fromiter((wb in s for s in sets_b), bool, n)
+            p_ab = (in_a & in_b).mean()
+            if p_ab == 0:
+                scores.append(-1.0)
+            elif p_ab == 1:
+                scores.append(1.0)
+            else:
+                scores.append(np.log(p_ab / (in_a.mean() * in_b.mean())) / -np.log(p_ab))
+    return float(np.mean(scores))
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def alignment(x: np.ndarray, y: np.ndarray, alpha: float = 2.0) -> float:
+    """Wang & Isola's alignment: mean ``||x_i - y_i||^alpha`` of L2-normalised paired rows
+    (lower is better)."""
+    keep = ~(np.isnan(x).any(1) | np.isnan(y).any(1))
+    return float(np.mean(np.linalg.norm(_unit_rows(x[keep]) - _unit_rows(y[keep]), axis=1) ** alpha))
+
+
+def uniformity(x: np.ndarray, t: float = 2.0) -> float:
+    """Wang & Isola's uniformity: ``log mean exp(-t ||x_i - x_j||^2)`` over pairs i < j of
+    L2-normalised rows (lower is better)."""
+    z = _unit_rows(x[~np.isnan(x).any(1)])
+    sq = np.maximum(2.0 - 2.0 * z @ z.T, 0.0)
+    i, j = np.triu_indices(len(z), k=1)
+    return float(np.log(np.mean(np.exp(-t * sq[i, j]))))
