@@ -53,6 +53,67 @@ def cmd_fit(args) -> int:
     return 0
 
 
+MODELS = ("m3l", "zeroshot", "zeroshot-kd", "pltm", "embeddings")
+
+
+def build_system(name: str, views, train, n_components: int, num_epochs: int, seed, batch_size: int | None,
+                 device=None):
+    """The system ``name`` for these views (baselines get an MCSE aligner when the views'
+    embeddings live in different spaces, and say so in their name)."""
+    from .baselines import PLTM, EmbeddingRetrieval, KDBaseline, MCSEAligner, ZeroShotBaseline
+    from .model import M3LTM
+
+    names = [v.name for v in views]
+    texts = [v.name for v in views if v.kind == "text"]
+    unaligned = len({train.embeddings[v].shape[1] for v in names}) > 1
+    if name == "m3l":
+        return M3LTM(views=names, n_components=n_components, num_epochs=num_epochs,
+                     batch_size=batch_size or 32, device=device, random_state=seed)
+    if name == "zeroshot":
+        aligner = MCSEAligner(names, random_state=seed) if unaligned else None
+        return ZeroShotBaseline(texts[0], names, aligner=aligner, n_components=n_components,
+                                num_epochs=num_epochs, batch_size=batch_size or 64, random_state=seed)
+    if name == "zeroshot-kd":
+        return KDBaseline(names, teacher=texts[0], n_components=n_components, num_epochs=num_epochs,
+                          batch_size=batch_size or 64, random_state=seed)
+    if name == "pltm":
+        return PLTM(texts, n_components=n_components, n_iterations=num_epochs, random_state=seed or 0)
+    if name == "embeddings":
+        return EmbeddingRetrieval(names, aligner=MCSEAligner(names, random_state=seed) if unaligned else None)
+    raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
+
+
+def cmd_evaluate(args) -> int:
+    import time
+
+    from .data import M3LDataPreparation
+    from .evaluation import evaluate
+
+    start = time.perf_counter()
+    views = _views(args.views, args.image_views, args.text_encoder, args.image_encoder, args.vocabulary_size)
+    prep = M3LDataPreparation(views, cache_dir=args.cache_dir, device=args.device, show_progress_bar=True)
+    train = prep.fit(args.train)
+    test = prep.transform(args.test)
+    system = build_system(args.model, views, train, args.n_components, args.num_epochs, args.seed,
+                          args.batch_size, args.device)
+    if args.model == "m3l":
+        system.fit(train, progress_bar=True)
+    else:
+        system.fit(train)
+    metrics = evaluate(system, train, test, seed=args.seed)
+    result = {
+        "model": system.name,
+        "config": {k: v for k, v in vars(args).items() if k != "func"},
+        "metrics": metrics,
+        "seconds": time.perf_counter() - start,
+    }
+    Path(args.output).write_text(json.dumps(result, indent=1), encoding="utf-8")
+    for key, value in metrics.items():
+        print(f"{key}\t{value:.4f}")
+    print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_topics(args) -> int:
     from .model import M3LTM
 
@@ -128,6 +189,27 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--checkpoint-dir", default=None, help="write a resumable checkpoint there every epoch")
     fit.add_argument("--resume-from", default=None, help="continue a killed run from its checkpoint")
     fit.set_defaults(func=cmd_fit)
+
+    ev = sub.add_parser("evaluate", help="train a system and compute every metric on held-out tuples")
+    ev.add_argument("--train", required=True, help="JSONL or CSV file of training tuples")
+    ev.add_argument("--test", required=True, help="JSONL or CSV file of held-out tuples")
+    ev.add_argument("--views", required=True, help="comma-separated view names, e.g. en,de,image")
+    ev.add_argument("--image-views", help="which views are images (default: names starting with image/img/photo)")
+    ev.add_argument("--model", choices=MODELS, default="m3l",
+                    help="m3l (M3L-Contrast), zeroshot (CTM's ZeroShotTM on the first language), "
+                         "zeroshot-kd (teacher: the first language), pltm (texts only), embeddings (cosine)")
+    ev.add_argument("--text-encoder", default="offline:minilm", help="encoder of the text views")
+    ev.add_argument("--image-encoder", default="offline:efficientnet-lite0", help="encoder of the image views")
+    ev.add_argument("--vocabulary-size", type=int, default=2000, help="words kept per language (default 2000)")
+    ev.add_argument("--n-components", type=int, default=100, help="number of topics (default 100)")
+    ev.add_argument("--num-epochs", type=int, default=100,
+                    help="training epochs (neural models) or Gibbs iterations (pltm) (default 100)")
+    ev.add_argument("--batch-size", type=int, default=None, help="default: 32 for m3l, 64 for the CTM baselines")
+    ev.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ev.add_argument("--cache-dir", default=None, help="folder to cache embeddings in")
+    ev.add_argument("--output", required=True, help="results JSON: model, config, metrics, seconds")
+    ev.set_defaults(func=cmd_evaluate)
 
     topics = sub.add_parser("topics", help="print a saved model's aligned topics per language")
     topics.add_argument("model", help="directory of a saved model")

@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = [
     "jsd_matrix", "mean_jsd", "distance_matrix", "relevance_by_id", "mrr", "uap", "recall_at_k",
-    "npmi", "topic_diversity", "inverted_rbo", "cnpmi", "alignment", "uniformity",
+    "npmi", "topic_diversity", "inverted_rbo", "cnpmi", "alignment", "uniformity", "evaluate",
 ]
 
 
@@ -188,3 +188,53 @@ def uniformity(x: np.ndarray, t: float = 2.0) -> float:
     sq = np.maximum(2.0 - 2.0 * z @ z.T, 0.0)
     i, j = np.triu_indices(len(z), k=1)
     return float(np.log(np.mean(np.exp(-t * sq[i, j]))))
+
+
+def evaluate(system, train, test, seed: int | None = 0, topk: int = 10) -> dict[str, float]:
+    """Every metric for a fitted system (``M3LTM`` or a baseline) on held-out tuples.
+
+    Keys are ``{metric}_{query}_{target}`` for retrieval (``mrr``, ``uap``, ``recall1``,
+    ``recall5``, ``recall10``, ``mrr100``; targets relevant by tuple id), ``jsd_{a}_{b}`` and
+    ``alignment_{a}_{b}`` per pair of views, ``uniformity_{view}``, and per language
+    ``npmi_{l}``, ``diversity_{l}``, ``irbo_{l}`` plus ``cnpmi_{l1}_{l2}`` (topics of
+    ``system``, coherence against the training texts).
+    """
+    views = [v for v in system.views if v in test.view_names and test.has_view(v).any()]
+    reps = {v: system.represent(test, v, seed=seed) for v in views}
+    ids = np.asarray([str(i) for i in test.ids], dtype=object)
+    metrics: dict[str, float] = {}
+    for a, b in itertools.permutations(views, 2):
+        qa, tb = ~np.isnan(reps[a]).any(1), ~np.isnan(reps[b]).any(1)
+        relevance = relevance_by_id(ids[qa], ids[tb])
+        if not relevance.any():
+            continue
+        q, t = reps[a][qa], reps[b][tb]
+        metrics[f"mrr_{a}_{b}"] = mrr(q, t, relevance, system.distance)
+        metrics[f"mrr100_{a}_{b}"] = mrr(q, t, relevance, system.distance, cutoff=100)
+        metrics[f"uap_{a}_{b}"] = uap(q, t, relevance, system.distance)
+        for k in (1, 5, 10):
+            metrics[f"recall{k}_{a}_{b}"] = recall_at_k(q, t, k, relevance, system.distance)
+    for a, b in itertools.combinations(views, 2):
+        both = ~(np.isnan(reps[a]).any(1) | np.isnan(reps[b]).any(1))
+        if both.any():
+            if system.distance == "jsd":
+                metrics[f"jsd_{a}_{b}"] = mean_jsd(reps[a], reps[b])
+            metrics[f"alignment_{a}_{b}"] = alignment(reps[a], reps[b])
+    for v in views:
+        metrics[f"uniformity_{v}"] = uniformity(reps[v])
+    if getattr(system, "has_topics", False):
+        topics = {}
+        for language in system.language_views:
+            if language not in train.documents:
+                continue
+            topics[language] = system.get_topic_lists(k=max(topk, 25), language=language)
+            texts = [d.split() for d in train.documents[language] if d]
+            metrics[f"npmi_{language}"] = npmi(topics[language], texts, topk=topk)
+            metrics[f"diversity_{language}"] = topic_diversity(topics[language], topk=25)
+            metrics[f"irbo_{language}"] = inverted_rbo(topics[language], topk=topk)
+        for la, lb in itertools.combinations(topics, 2):
+            both = train.has_view(la) & train.has_view(lb)
+            docs_a = [train.documents[la][i].split() for i in np.flatnonzero(both)]
+            docs_b = [train.documents[lb][i].split() for i in np.flatnonzero(both)]
+            metrics[f"cnpmi_{la}_{lb}"] = cnpmi(topics[la], topics[lb], docs_a, docs_b, topk=topk)
+    return metrics

@@ -1,0 +1,59 @@
+"""evaluate() treats every system alike; `ctm-m3l evaluate` writes the results JSON."""
+import json
+
+import numpy as np
+import pytest
+
+from ctm_m3l import ImageView, M3LDataPreparation, TextView, load_multi30k
+from ctm_m3l.cli import build_system, main
+from ctm_m3l.evaluation import evaluate
+from planted import planted_tuples
+
+
+@pytest.fixture(scope="module")
+def planted():
+    rows, emb, _ = planted_tuples(360, n_topics=5, seed=4)
+    views = [TextView("en", stopwords=None), TextView("de", stopwords=None), ImageView("image")]
+    prep = M3LDataPreparation(views)
+    train = prep.fit(rows[:300], custom_embeddings={k: v[:300] for k, v in emb.items()})
+    test = prep.transform(rows[300:], custom_embeddings={k: v[300:] for k, v in emb.items()})
+    return views, train, test
+
+
+@pytest.mark.parametrize("name", ["m3l", "zeroshot", "zeroshot-kd", "pltm", "embeddings"])
+def test_every_system_through_one_evaluation(planted, name):
+    views, train, test = planted
+    epochs = 30 if name == "pltm" else 5
+    system = build_system(name, views, train, n_components=5, num_epochs=epochs, seed=0, batch_size=None)
+    system.fit(train)
+    metrics = evaluate(system, train, test)
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+    assert 0 < metrics["mrr_en_de"] <= 1 and 0 < metrics["uap_de_en"] <= 1
+    if name == "pltm":
+        assert "mrr_en_image" not in metrics  # PLTM has no image view
+    else:
+        assert 0 < metrics["uap_en_image"] <= 1 and "uniformity_image" in metrics
+    if name in ("zeroshot", "embeddings"):
+        assert system.name == f"{name}+mcse"  # unaligned planted encoders: aligned first, and said so
+    if system.has_topics:
+        assert -1 <= metrics["npmi_en"] <= 1 and 0 < metrics["diversity_en"] <= 1
+        if name != "zeroshot":  # ZeroshotTM has topics in its training language only
+            assert "npmi_de" in metrics and "cnpmi_en_de" in metrics
+        assert "jsd_en_de" in metrics
+    else:
+        assert "npmi_en" not in metrics and "jsd_en_de" not in metrics
+
+
+def test_cli_evaluate_on_multi30k(tmp_path, multi30k_dir):
+    rows = load_multi30k("val", root=multi30k_dir, limit=160)
+    for name, part in (("train", rows[:120]), ("test", rows[120:])):
+        with open(tmp_path / f"{name}.jsonl", "w", encoding="utf-8") as fh:
+            for r in part:
+                fh.write(json.dumps({"id": r["id"], "en": r["en"], "de": r["de"]}, ensure_ascii=False) + "\n")
+    code = main(["evaluate", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "test.jsonl"),
+                 "--views", "en,de", "--model", "m3l", "--n-components", "5", "--num-epochs", "3",
+                 "--text-encoder", "offline:minilm", "--output", str(tmp_path / "results.json")])
+    assert code == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["model"] == "m3l" and result["config"]["n_components"] == 5 and result["seconds"] > 0
+    assert {"mrr_en_de", "mrr_de_en", "jsd_en_de", "npmi_en", "npmi_de", "diversity_en"} <= set(result["metrics"])
