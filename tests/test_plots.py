@@ -1,0 +1,64 @@
+"""Plots: the topic space as PNG and self-contained HTML, topic tables."""
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
+from ctm_m3l.plots import plot_topic_space, plot_topic_table, topic_space, topic_space_html, topic_table
+from planted import planted_tuples
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rows, emb, _ = planted_tuples(260, n_topics=4, seed=6)
+    prep = M3LDataPreparation([TextView("en", stopwords=None), TextView("de", stopwords=None), ImageView("image")])
+    train = prep.fit(rows[:200], custom_embeddings={k: v[:200] for k, v in emb.items()})
+    test = prep.transform(rows[200:], custom_embeddings={k: v[200:] for k, v in emb.items()})
+    test.view_mask[:10, 2] = False  # some tuples without an image
+    model = M3LTM(views=["en", "de", "image"], n_components=4, num_epochs=10, random_state=0).fit(train, progress_bar=False)
+    with pytest.warns(UserWarning):
+        thetas = {v: model.get_thetas(test, view=v, seed=0) for v in ["en", "de", "image"]}
+    return rows[200:], test, model, thetas
+
+
+def test_topic_space_png(fitted, tmp_path):
+    rows, test, model, thetas = fitted
+    space = topic_space(thetas, ids=test.ids)
+    assert len(space) == 60 + 60 + 50  # tuples without the image are left out
+    assert set(space.columns) >= {"view", "row", "id", "x", "y", "top_topic"}
+    plot_topic_space(space, tmp_path / "space.png")
+    image = Image.open(tmp_path / "space.png")
+    assert image.size[0] > 500 and len(set(image.convert("RGB").getdata())) > 50  # a real drawing
+
+
+def test_topic_space_html_is_self_contained(fitted, tmp_path, multi30k_dir):
+    rows, test, model, thetas = fitted
+    space = topic_space(thetas, ids=test.ids)
+    photo = next((multi30k_dir / "images").glob("*.jpg"))
+    items = {"en": [r["en"] for r in rows], "image": [str(photo)] * len(rows)}
+    page = topic_space_html(space, tmp_path / "space.html", items=items, image_views=["image"],
+                            topic_words=model.get_topic_lists(3, language="en")).read_text()
+    points = json.loads(re.search(r"const points = (\[.*?\]);\n", page, re.S).group(1))
+    assert len(points) == len(space)
+    assert sum("data:image/jpeg;base64," in p["tip"] for p in points) == 50  # thumbnails embedded
+    assert all("topic " in p["tip"] for p in points)
+    assert not re.search(r"(src|href)=\"https?://", page)  # nothing loaded from the network
+
+
+def test_topic_table(fitted, tmp_path):
+    model = fitted[2]
+    table = topic_table(model, k=3)
+    assert list(table.columns) == ["en", "de"] and len(table) == 4
+    assert all(cell.startswith("de") for cell in table["de"])
+    plot_topic_table(table, tmp_path / "topics.png")
+    assert (tmp_path / "topics.png").stat().st_size > 1000
+
+
+def test_topic_space_bad_input():
+    with pytest.raises(ValueError, match="row-aligned"):
+        topic_space({"en": np.full((4, 3), 1 / 3), "de": np.full((5, 3), 1 / 3)})
+    with pytest.raises(ValueError, match="empty"):
+        topic_space({})
