@@ -483,6 +483,8 @@ class M3LTM(ZeroShotTM):
         best_val, best_state, stale, first_epoch = float("inf"), None, 0, 0
         if resume_from is not None:
             first_epoch, best_val, stale, best_state = self._restore_checkpoint(resume_from, generator)
+            if val_data is not None and stale >= patience:
+                first_epoch = self.num_epochs  # that run had already stopped early
         bar = tqdm(range(first_epoch, self.num_epochs), disable=not progress_bar, desc="M3LTM", leave=True,
                    initial=first_epoch, total=self.num_epochs)
         for epoch in bar:

@@ -80,3 +80,14 @@ def test_checkpoint_every_n_epochs_and_bad_resume(tmp_path, data):
         other.fit(data[0], progress_bar=False, resume_from=tmp_path)
     with pytest.raises(ValueError, match="not a checkpoint file"):
         M3LTM(**SETTINGS).fit(data[0], progress_bar=False, resume_from=tmp_path / "nothing")
+
+
+def test_resuming_an_early_stopped_run_trains_no_further(tmp_path, data):
+    train, test = data
+    model = M3LTM(**{**SETTINGS, "num_epochs": 40})
+    model.fit(train, validation_dataset=test, patience=1, delta=1e9, progress_bar=False, checkpoint_dir=tmp_path)
+    assert len(model.history) == 2  # delta=1e9: only the first epoch counts as an improvement
+    resumed = M3LTM(**{**SETTINGS, "num_epochs": 40})
+    resumed.fit(train, validation_dataset=test, patience=1, delta=1e9, progress_bar=False, resume_from=tmp_path)
+    assert len(resumed.history) == 2
+    assert all(torch.equal(a, b) for a, b in zip(model.model.state_dict().values(), resumed.model.state_dict().values()))
