@@ -114,6 +114,17 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from .experiments import ReproduceConfig, reproduce
+
+    config = ReproduceConfig.quick() if args.quick else ReproduceConfig()
+    if args.seeds:
+        config.seeds = args.seeds
+    reproduce(args.data, args.out, config, cache_dir=args.cache_dir, device=args.device)
+    print(f"wrote {Path(args.out) / 'results.json'}, {Path(args.out) / 'tables.md'} and the figures")
+    return 0
+
+
 def cmd_topics(args) -> int:
     from .model import M3LTM
 
@@ -210,6 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache-dir", default=None, help="folder to cache embeddings in")
     ev.add_argument("--output", required=True, help="results JSON: model, config, metrics, seconds")
     ev.set_defaults(func=cmd_evaluate)
+
+    rep = sub.add_parser("reproduce", help="the paper's experiments on Multi30k (Tables 1, 2, 4; Figures 3-6)")
+    rep.add_argument("--data", default=None, help="Multi30k root (default: $CTM_M3L_DATA)")
+    rep.add_argument("--out", required=True, help="folder for results.json, tables.md and the figures")
+    rep.add_argument("--quick", action="store_true",
+                     help="a small version (1,500 tuples, 20 topics, 10 epochs, one seed) that runs in minutes on CPU")
+    rep.add_argument("--seeds", type=int, nargs="+", help="seeds (default: 0 1 2; --quick: 0)")
+    rep.add_argument("--cache-dir", default=None, help="folder to cache embeddings in")
+    rep.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    rep.set_defaults(func=cmd_reproduce)
 
     topics = sub.add_parser("topics", help="print a saved model's aligned topics per language")
     topics.add_argument("model", help="directory of a saved model")

@@ -146,3 +146,11 @@ def test_kd_bad_input(planted):
         KDBaseline(["en", "image"], teacher="image", n_components=5, num_epochs=1).fit(train)
     with pytest.raises(ValueError, match=r"view\(s\) \['fr'\] are not in the dataset"):
         KDBaseline(["en", "fr"], teacher="en", n_components=5, num_epochs=1).fit(train)
+
+
+def test_ctm_baselines_refuse_fewer_items_than_a_batch(planted):
+    train = planted[2].subset(np.arange(40))
+    with pytest.raises(ValueError, match="only 40 training items, fewer than batch_size=64"):
+        ZeroShotBaseline("en", ["en", "de"], n_components=5, num_epochs=1).fit(train)
+    with pytest.raises(ValueError, match="zeroshot-kd teacher 'en': only 40"):
+        KDBaseline(["en", "de"], teacher="en", n_components=5, num_epochs=1).fit(train)

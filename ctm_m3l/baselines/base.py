@@ -68,3 +68,10 @@ def ctm_thetas(ctm, embeddings: np.ndarray, n_samples: int, seed: int | None) ->
         if seed is not None:
             torch.manual_seed(seed)
         return ctm.get_thetas(items, n_samples=n_samples)
+
+
+def check_ctm_batch(n_items: int, batch_size: int, what: str) -> None:
+    """CTM's training loop drops incomplete batches: fewer items than a batch trains on nothing."""
+    if n_items < batch_size:
+        raise ValueError(f"{what}: only {n_items} training items, fewer than batch_size={batch_size}; CTM's "
+                         "training drops incomplete batches, so nothing would be learned; lower batch_size")

@@ -21,7 +21,7 @@ from contextualized_topic_models.networks.decoding_network import DecoderNetwork
 from ..data import MultiViewDataset
 from ..losses import gaussian_kl, reconstruction_loss
 from ..model import _check_int
-from .base import Baseline, ctm_thetas, rows_or_nan
+from .base import Baseline, check_ctm_batch, ctm_thetas, rows_or_nan
 
 __all__ = ["KDBaseline", "KDStudent"]
 
@@ -131,6 +131,7 @@ class KDBaseline(Baseline):
         rows &= dataset.has_view(language)
         if rows.sum() < 2:
             raise ValueError(f"zeroshot-kd: fewer than 2 tuples have every view the {self.teacher_spec!r} teacher needs")
+        check_ctm_batch(int(rows.sum()), self.settings["batch_size"], f"zeroshot-kd teacher {self.teacher_spec!r}")
         self.vocabularies = {v: list(dataset.vocabularies[v]) for v in texts}
         self._seed()
         self.teacher = ZeroShotTM(bow_size=len(self.vocabularies[language]), contextual_size=x.shape[1],
@@ -145,8 +146,8 @@ class KDBaseline(Baseline):
                 continue
             target = view if view in dataset.bow else language
             student_rows = rows & dataset.has_view(view) & dataset.has_view(target)
-            if student_rows.sum() < 2:
-                raise ValueError(f"zeroshot-kd: fewer than 2 tuples pair view {view!r} with the teacher")
+            check_ctm_batch(int(student_rows.sum()), self.settings["batch_size"],
+                            f"zeroshot-kd student {view!r} (tuples that pair it with the teacher)")
             contextual = np.concatenate([dataset.embeddings[view], teacher_mu, teacher_logvar], axis=1)[student_rows]
             self._seed()
             student = KDStudent(bow_size=len(self.vocabularies[target]),

@@ -12,7 +12,7 @@ from contextualized_topic_models.models.ctm import ZeroShotTM
 
 from ..data import MultiViewDataset
 from ..model import _check_int
-from .base import Baseline, ctm_thetas, rows_or_nan
+from .base import Baseline, check_ctm_batch, ctm_thetas, rows_or_nan
 from .mcse import MCSEAligner
 
 __all__ = ["ZeroShotBaseline"]
@@ -69,6 +69,7 @@ class ZeroShotBaseline(Baseline):
             self.aligner.fit(dataset)
         data = self._aligned(dataset)
         has = data.has_view(self.train_view)
+        check_ctm_batch(int(has.sum()), self.batch_size, f"zeroshot on {self.train_view!r}")
         bow = data.bow[self.train_view][has]
         self.vocabulary = list(data.vocabularies[self.train_view])
         if self.random_state is not None:
