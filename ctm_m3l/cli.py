@@ -57,7 +57,7 @@ MODELS = ("m3l", "zeroshot", "zeroshot-kd", "pltm", "embeddings")
 
 
 def build_system(name: str, views, train, n_components: int, num_epochs: int, seed, batch_size: int | None,
-                 device=None):
+                 device=None, lr: float = 2e-3):
     """The system ``name`` for these views (baselines get an MCSE aligner when the views'
     embeddings live in different spaces, and say so in their name)."""
     from .baselines import PLTM, EmbeddingRetrieval, KDBaseline, MCSEAligner, ZeroShotBaseline
@@ -67,14 +67,14 @@ def build_system(name: str, views, train, n_components: int, num_epochs: int, se
     texts = [v.name for v in views if v.kind == "text"]
     unaligned = len({train.embeddings[v].shape[1] for v in names}) > 1
     if name == "m3l":
-        return M3LTM(views=names, n_components=n_components, num_epochs=num_epochs,
+        return M3LTM(views=names, n_components=n_components, num_epochs=num_epochs, lr=lr,
                      batch_size=batch_size or 32, device=device, random_state=seed)
     if name == "zeroshot":
         aligner = MCSEAligner(names, random_state=seed) if unaligned else None
-        return ZeroShotBaseline(texts[0], names, aligner=aligner, n_components=n_components,
+        return ZeroShotBaseline(texts[0], names, aligner=aligner, n_components=n_components, lr=lr,
                                 num_epochs=num_epochs, batch_size=batch_size or 64, random_state=seed)
     if name == "zeroshot-kd":
-        return KDBaseline(names, teacher=texts[0], n_components=n_components, num_epochs=num_epochs,
+        return KDBaseline(names, teacher=texts[0], n_components=n_components, num_epochs=num_epochs, lr=lr,
                           batch_size=batch_size or 64, random_state=seed)
     if name == "pltm":
         return PLTM(texts, n_components=n_components, n_iterations=num_epochs, random_state=seed or 0)
@@ -95,7 +95,7 @@ def cmd_evaluate(args) -> int:
     train = prep.fit(args.train)
     test = prep.transform(args.test)
     system = build_system(args.model, views, train, args.n_components, args.num_epochs, args.seed,
-                          args.batch_size, args.device)
+                          args.batch_size, args.device, lr=args.lr)
     if args.model == "m3l":
         system.fit(train, progress_bar=True)
     else:
@@ -170,6 +170,25 @@ def cmd_infer(args) -> int:
     return 0
 
 
+def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, seed, epochs_help) -> None:
+    """The options `fit` and `evaluate` share: views, encoders, vocabulary and training."""
+    parser.add_argument("--views", required=True, help="comma-separated view names, e.g. en,de,image")
+    parser.add_argument("--image-views", help="which views are images (default: names starting with image/img/photo)")
+    parser.add_argument("--text-encoder", default=text_encoder,
+                        help=f"sentence-transformers name/dir or offline:minilm for text views (default {text_encoder})")
+    parser.add_argument("--image-encoder", default=image_encoder,
+                        help=f"e.g. clip-ViT-B-32 or offline:efficientnet-lite0 for image views (default {image_encoder})")
+    parser.add_argument("--vocabulary-size", type=int, default=2000, help="words kept per language (default 2000)")
+    parser.add_argument("--n-components", type=int, default=100, help="number of topics (default 100)")
+    parser.add_argument("--num-epochs", type=int, default=100, help=epochs_help)
+    parser.add_argument("--batch-size", type=int, default=batch_size,
+                        help="tuples per batch (default 32 for m3l, 64 for the CTM baselines)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
+    parser.add_argument("--seed", type=int, default=seed, help=f"random seed (default {seed})")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    parser.add_argument("--cache-dir", default=None, help="folder to cache embeddings in")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -179,20 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="train an M3LTM on tuples and save it")
     fit.add_argument("--train", required=True, help="JSONL or CSV file of tuples, one field per view")
-    fit.add_argument("--views", required=True, help="comma-separated view names, e.g. en,de,image")
-    fit.add_argument("--image-views", help="which views are images (default: names starting with image/img/photo)")
-    fit.add_argument("--text-encoder", help="sentence-transformers name/dir or offline:minilm for text views")
-    fit.add_argument("--image-encoder", help="e.g. clip-ViT-B-32 or offline:efficientnet-lite0 for image views")
+    _data_and_model_options(fit, text_encoder=None, image_encoder=None, batch_size=32, seed=None,
+                            epochs_help="training epochs (default 100)")
     fit.add_argument("--embeddings", nargs="*", metavar="VIEW=FILE.npy",
                      help="precomputed embeddings (one row per tuple) instead of an encoder")
-    fit.add_argument("--vocabulary-size", type=int, default=2000, help="words kept per language (default 2000)")
-    fit.add_argument("--n-components", type=int, default=100, help="number of topics (default 100)")
-    fit.add_argument("--num-epochs", type=int, default=100, help="training epochs (default 100)")
-    fit.add_argument("--batch-size", type=int, default=32, help="tuples per batch (default 32)")
-    fit.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
-    fit.add_argument("--seed", type=int, default=None, help="random seed")
-    fit.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
-    fit.add_argument("--cache-dir", default=None, help="folder to cache embeddings in")
     fit.add_argument("--output", required=True, help="directory to save the model to")
     fit.add_argument("--verbose", action="store_true", help="print every loss term per epoch")
     fit.add_argument("--distributed", action="store_true",
@@ -204,21 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="train a system and compute every metric on held-out tuples")
     ev.add_argument("--train", required=True, help="JSONL or CSV file of training tuples")
     ev.add_argument("--test", required=True, help="JSONL or CSV file of held-out tuples")
-    ev.add_argument("--views", required=True, help="comma-separated view names, e.g. en,de,image")
-    ev.add_argument("--image-views", help="which views are images (default: names starting with image/img/photo)")
     ev.add_argument("--model", choices=MODELS, default="m3l",
                     help="m3l (M3L-Contrast), zeroshot (CTM's ZeroShotTM on the first language), "
                          "zeroshot-kd (teacher: the first language), pltm (texts only), embeddings (cosine)")
-    ev.add_argument("--text-encoder", default="offline:minilm", help="encoder of the text views")
-    ev.add_argument("--image-encoder", default="offline:efficientnet-lite0", help="encoder of the image views")
-    ev.add_argument("--vocabulary-size", type=int, default=2000, help="words kept per language (default 2000)")
-    ev.add_argument("--n-components", type=int, default=100, help="number of topics (default 100)")
-    ev.add_argument("--num-epochs", type=int, default=100,
-                    help="training epochs (neural models) or Gibbs iterations (pltm) (default 100)")
-    ev.add_argument("--batch-size", type=int, default=None, help="default: 32 for m3l, 64 for the CTM baselines")
-    ev.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    ev.add_argument("--cache-dir", default=None, help="folder to cache embeddings in")
+    _data_and_model_options(ev, text_encoder="offline:minilm", image_encoder="offline:efficientnet-lite0",
+                            batch_size=None, seed=0,
+                            epochs_help="training epochs (neural models) or Gibbs iterations (pltm) (default 100)")
     ev.add_argument("--output", required=True, help="results JSON: model, config, metrics, seconds")
     ev.set_defaults(func=cmd_evaluate)
 
