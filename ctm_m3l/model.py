@@ -178,6 +178,9 @@ class M3LTM(ZeroShotTM):
         self.optimizer = None
         self.scheduler = None
         self.history: list[dict[str, float]] = []
+        # Data-parallel state, set by fit(distributed=True): {"rank", "world"} and the DDP module.
+        self._dist: dict[str, int] | None = None
+        self._objective = None
         # CTM's attributes, kept so CTM code that reads them still works.
         self.training_doc_topic_distributions = None
         self.early_stopping = None
@@ -282,7 +285,7 @@ class M3LTM(ZeroShotTM):
 
     @property
     def _world(self) -> int:
-        return self._dist["world"] if getattr(self, "_dist", None) else 1
+        return self._dist["world"] if self._dist else 1
 
     def _dense_bow(self, bow: dict, rows: torch.Tensor, rows_host: np.ndarray) -> torch.Tensor:
         """``(len(rows), W)`` dense counts of the given rows, gathered from CSR on the device."""
@@ -311,7 +314,7 @@ class M3LTM(ZeroShotTM):
         ranks and thetas are all-gathered for InfoNCE, so the terms equal one big batch's.
         """
         net = self.model
-        dist_info = getattr(self, "_dist", None)
+        dist_info = self._dist
         n_views, k = len(self.views), self.n_components
         bounds = np.linspace(0, len(batch_host), self._world + 1).round().astype(int)
         rank = dist_info["rank"] if dist_info else 0
@@ -340,7 +343,7 @@ class M3LTM(ZeroShotTM):
             positions = None if full else torch.from_numpy(positions_host).to(self.device)
             rows = batch if full else batch[positions]
             mu, logvar = net.posterior(a, data["embeddings"][a][rows])
-            theta = torch.softmax(mu + (noise if full else noise[positions]) * torch.exp(0.5 * logvar), dim=-1)
+            theta = net.theta_from_noise(mu, logvar, noise if full else noise[positions])
             if is_text:
                 bow = self._dense_bow(data["bows"][language], rows, local_host[positions_host])
                 rec = rec + reconstruction_loss(bow, net.word_log_probs(language, theta)).sum()
@@ -382,12 +385,12 @@ class M3LTM(ZeroShotTM):
 
     def _run_epoch(self, data: dict, generator: torch.Generator | None, train: bool) -> dict[str, float]:
         self.model.train(train)
-        objective = self._objective if train and getattr(self, "_objective", None) is not None else None
+        step = self._objective if train and self._objective is not None else self._batch_terms
         sums = defaultdict(lambda: torch.zeros((), device=self.device))
         batches = self._batches(data["n"], generator, shuffle=train)
         with torch.set_grad_enabled(train):
             for batch_host in batches:
-                terms = objective(data, batch_host) if objective is not None else self._batch_terms(data, batch_host)
+                terms = step(data, batch_host)
                 if train:
                     self.optimizer.zero_grad(set_to_none=True)
                     terms["loss"].backward()
@@ -396,7 +399,7 @@ class M3LTM(ZeroShotTM):
                     sums[key] = sums[key] + value.detach()
         keys = ["reconstruction", "prior_kl", "pair_kl", "contrastive", "loss"]
         totals = torch.stack([sums[key] for key in keys])
-        if getattr(self, "_dist", None):
+        if self._dist:
             import torch.distributed as dist
 
             local = totals.clone()
@@ -531,7 +534,7 @@ class M3LTM(ZeroShotTM):
     @property
     def is_main_process(self) -> bool:
         """False on every rank but 0 of a distributed run (those neither print nor save)."""
-        return not getattr(self, "_dist", None) or self._dist["rank"] == 0
+        return not self._dist or self._dist["rank"] == 0
 
     def _setup_distributed(self) -> None:
         import torch.distributed as dist
@@ -607,7 +610,7 @@ class M3LTM(ZeroShotTM):
                 x = torch.from_numpy(np.ascontiguousarray(embeddings[chunk], dtype=np.float32)).to(self.device)
                 mu, logvar = self.model.posterior(a, x)
                 eps = torch.randn((n_samples, *mu.shape), generator=generator, device=self.device)
-                theta = torch.softmax(mu + eps * torch.exp(0.5 * logvar), dim=-1).mean(dim=0)
+                theta = self.model.theta_from_noise(mu, logvar, eps).mean(dim=0)
                 out[chunk] = theta.double().cpu().numpy()
         out[rows] /= out[rows].sum(axis=1, keepdims=True)
         return out

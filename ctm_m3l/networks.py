@@ -117,11 +117,10 @@ class MultiViewDecoderNetwork(nn.Module):
         return net(None, embeddings)
 
     @staticmethod
-    def sample_theta(mu: torch.Tensor, logvar: torch.Tensor,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-        """``softmax(mu + sigma * eps)``, the reparameterised topic proportions."""
-        eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
-        return F.softmax(mu + eps * torch.exp(0.5 * logvar), dim=-1)
+    def theta_from_noise(mu: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``softmax(mu + sigma * noise)``: reparameterised topic proportions for standard
+        normal ``noise`` (broadcast over any leading sample dimensions)."""
+        return F.softmax(mu + noise * torch.exp(0.5 * logvar), dim=-1)
 
     def _batchnorm(self, language: int, x: torch.Tensor) -> torch.Tensor:
         bn = self.topic_word_batchnorm[language]
