@@ -87,28 +87,23 @@ def cmd_evaluate(args) -> int:
     import time
 
     from .data import M3LDataPreparation
-    from .evaluation import evaluate
+    from .experiments import run_system
 
     start = time.perf_counter()
     views = _views(args.views, args.image_views, args.text_encoder, args.image_encoder, args.vocabulary_size)
     prep = M3LDataPreparation(views, cache_dir=args.cache_dir, device=args.device, show_progress_bar=True)
     train = prep.fit(args.train)
     test = prep.transform(args.test)
-    system = build_system(args.model, views, train, args.n_components, args.num_epochs, args.seed,
-                          args.batch_size, args.device, lr=args.lr)
-    if args.model == "m3l":
-        system.fit(train, progress_bar=True)
-    else:
-        system.fit(train)
-    metrics = evaluate(system, train, test, seed=args.seed)
+    run = run_system(args.model, views, train, test, args.n_components, args.num_epochs, args.seed,
+                     args.batch_size, args.device, lr=args.lr, progress_bar=True)
     result = {
-        "model": system.name,
+        "model": run["model"],
         "config": {k: v for k, v in vars(args).items() if k != "func"},
-        "metrics": metrics,
+        "metrics": run["metrics"],
         "seconds": time.perf_counter() - start,
     }
     Path(args.output).write_text(json.dumps(result, indent=1), encoding="utf-8")
-    for key, value in metrics.items():
+    for key, value in run["metrics"].items():
         print(f"{key}\t{value:.4f}")
     print(f"wrote {args.output}")
     return 0

@@ -155,11 +155,16 @@ def cnpmi(topics_a: Sequence[Sequence[str]], topics_b: Sequence[Sequence[str]], 
         raise ValueError("docs_a and docs_b must be the two sides of the same tuples")
     sets_a, sets_b = [set(d) for d in docs_a], [set(d) for d in docs_b]
     n = len(sets_a)
+
+    def occurs(word, sets):
+        return np.fromiter((word in s for s in sets), bool, n)
+
     scores = []
     for words_a, words_b in zip(topics_a, topics_b):
-        for wa, wb in itertools.product(words_a[:topk], words_b[:topk]):
-            in_a = np.fromiter((wa in s for s in sets_a), bool, n)
-            in_b = np.fromiter((wb in s for s in sets_b), bool, n)
+        # Each word's occurrence vector once per topic, not once per word pair.
+        occur_a = [occurs(w, sets_a) for w in words_a[:topk]]
+        occur_b = [occurs(w, sets_b) for w in words_b[:topk]]
+        for in_a, in_b in itertools.product(occur_a, occur_b):
             p_ab = (in_a & in_b).mean()
             if p_ab == 0:
                 scores.append(-1.0)

@@ -49,13 +49,16 @@ def _prepare(root, config: ReproduceConfig, combo, cache_dir, device):
     return prep, train, test
 
 
-def _run(name, views, train, test, n_components, num_epochs, seed, batch_size=None, device=None):
+def run_system(name, views, train, test, n_components, num_epochs, seed, batch_size=None, device=None,
+               lr: float = 2e-3, progress_bar: bool = False) -> dict:
+    """Build system ``name`` (see ``cli.build_system``), fit it on ``train``, evaluate on ``test``:
+    ``{"model", "metrics", "seconds"}``."""
     from .cli import build_system
 
     start = time.perf_counter()
-    system = build_system(name, views, train, n_components, num_epochs, seed, batch_size, device)
+    system = build_system(name, views, train, n_components, num_epochs, seed, batch_size, device, lr=lr)
     if name == "m3l":
-        system.fit(train, progress_bar=False)
+        system.fit(train, progress_bar=progress_bar)
     else:
         system.fit(train)
     return {"model": system.name, "metrics": evaluate(system, train, test, seed=seed),
@@ -110,7 +113,7 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
     exp = results["experiments"]
 
     def runs(name, views, train, test, k, seeds, **kw):
-        found = [_run(name, views, train, test, k, config.pltm_iterations if name == "pltm" else config.num_epochs,
+        found = [run_system(name, views, train, test, k, config.pltm_iterations if name == "pltm" else config.num_epochs,
                       seed, device=device, **kw) for seed in seeds]
         log(f"  {found[0]['model']}: " + ", ".join(f"{key}={value:.3f}" for key, value in
                                                      sorted(found[0]["metrics"].items())[:6]))
