@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "reconstruction_loss",
+    "sparse_reconstruction_loss",
     "gaussian_kl",
     "prior_kl",
     "pairwise_view_kl",
@@ -33,6 +34,26 @@ def reconstruction_loss(bow: torch.Tensor, word_log_probs: torch.Tensor) -> torc
         ``(N,)`` one loss per document.
     """
     return -(bow * word_log_probs).sum(dim=-1)
+
+
+def sparse_reconstruction_loss(word_log_probs: torch.Tensor, rows: torch.Tensor, words: torch.Tensor,
+                               counts: torch.Tensor) -> torch.Tensor:
+    r""":func:`reconstruction_loss` of a bag of words given by its nonzero entries.
+
+    .. math:: \mathrm{RL}_i = -\sum_{(i, w, x) \in \text{entries}} x \log p_{iw}
+
+    Reads only the entries' log probabilities, so no dense ``(N, W)`` bag of words is built.
+
+    Args:
+        word_log_probs: ``(N, W)`` log word probabilities.
+        rows, words: ``(E,)`` long, row and word of each nonzero count.
+        counts: ``(E,)`` the counts.
+
+    Returns:
+        ``(N,)`` one loss per document.
+    """
+    picked = word_log_probs[rows, words] * counts
+    return -torch.zeros(word_log_probs.shape[0], dtype=picked.dtype, device=picked.device).index_add(0, rows, picked)
 
 
 def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor,
@@ -92,6 +113,12 @@ def pairwise_view_kl(mu: torch.Tensor, logvar: torch.Tensor, present: torch.Tens
     return torch.where(valid, kl, torch.zeros((), dtype=kl.dtype, device=kl.device)).sum(dim=(0, 1))
 
 
+def _view_pairs(n_views: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(first, second)`` view indices of the ``P = C(V, 2)`` unordered pairs ``first < second``."""
+    pairs = torch.triu_indices(n_views, n_views, 1, device=device)
+    return pairs[0], pairs[1]
+
+
 def contrastive_pair_masks(present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Positive and negative pairs of the contrastive term, each unordered pair once.
 
@@ -146,16 +173,19 @@ def multiview_info_nce(theta: torch.Tensor, present: torch.Tensor, temperature: 
         theta = F.normalize(theta, dim=-1)
     elif similarity != "dot":
         raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
-    n_views = theta.shape[0]
-    logits = torch.einsum("aik,bjk->abij", theta, theta) / temperature  # (V, V, N, N)
-    candidates = present[None, :, None, :]  # theta_j^b exists
-    # A large finite value rather than -inf: a row with no candidate (view b absent from
-    # the whole batch) must not produce NaN gradients through logsumexp.
-    logits = logits.masked_fill(~candidates, torch.finfo(logits.dtype).min / 4)
-    positive = torch.diagonal(logits, dim1=2, dim2=3)  # (V, V, N)
-    off_diagonal = ~torch.eye(n_views, dtype=torch.bool, device=theta.device)
-    valid = present[:, None, :] & present[None, :, :] & off_diagonal[:, :, None]
+    first, second = _view_pairs(theta.shape[0], theta.device)
+    # One (N, N) block per unordered pair: s(theta_i^a, theta_j^b); its rows serve the anchors
+    # of view a, its columns those of view b.
+    logits = torch.bmm(theta[first], theta[second].transpose(1, 2)) / temperature  # (P, N, N)
+    positive = torch.diagonal(logits, dim1=1, dim2=2)  # (P, N)
+    # A large finite value rather than -inf: a row with no candidate (a view absent from the
+    # whole batch) must not produce NaN gradients through logsumexp.
+    floor = torch.finfo(logits.dtype).min / 4
+    rows = logits.masked_fill(~present[second][:, None, :], floor).logsumexp(dim=-1)  # anchors in a
+    columns = logits.masked_fill(~present[first][:, :, None], floor).logsumexp(dim=-2)  # anchors in b
+    valid = present[first] & present[second]  # (P, N)
     zero = torch.zeros((), dtype=theta.dtype, device=theta.device)
-    per_anchor = torch.where(valid, torch.logsumexp(logits, dim=-1) - positive, zero)
-    per_pair = per_anchor.sum(dim=-1) / valid.sum(dim=-1).clamp(min=1)
+    anchors = valid.sum(dim=-1).clamp(min=1)
+    per_pair = (torch.where(valid, rows - positive, zero).sum(dim=-1)
+                + torch.where(valid, columns - positive, zero).sum(dim=-1)) / anchors
     return 0.5 * per_pair.sum()

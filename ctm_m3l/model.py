@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from contextualized_topic_models.models.ctm import ZeroShotTM
 from scipy.special import softmax
@@ -35,7 +36,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .data import MultiViewDataset
-from .losses import multiview_info_nce, pairwise_view_kl, prior_kl, reconstruction_loss
+from .losses import multiview_info_nce, pairwise_view_kl, prior_kl, sparse_reconstruction_loss
 from .networks import MultiViewDecoderNetwork
 
 __all__ = ["M3LTM", "DEFAULT_LOSS_WEIGHTS"]
@@ -44,7 +45,7 @@ __all__ = ["M3LTM", "DEFAULT_LOSS_WEIGHTS"]
 DEFAULT_LOSS_WEIGHTS = {"reconstruction": 1.0, "prior_kl": 1.0, "pair_kl": 1.0, "contrastive": 50.0}
 
 _FORMAT = "ctm-m3l-model"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 _CONFIG = "config.json"
 _WEIGHTS = "model.safetensors"
 _CHECKPOINT_FORMAT = "ctm-m3l-checkpoint"
@@ -253,23 +254,25 @@ class M3LTM(ZeroShotTM):
 
     # -- data on the device -------------------------------------------------------------------
     def _device_data(self, dataset: MultiViewDataset) -> dict[str, Any]:
-        """The dataset's model views as device tensors (BoW kept sparse, as CSR arrays)."""
+        """The dataset's model views as device tensors.  The languages' bags of words stay
+        sparse: one CSR matrix whose columns are every language's vocabulary in turn."""
         columns = [dataset.view_index(v) for v in self.views]
         mask = dataset.view_mask[:, columns]
         embeddings = [torch.from_numpy(np.ascontiguousarray(dataset.embeddings[v], dtype=np.float32)).to(self.device)
                       for v in self.views]
-        bows = []
-        for v in self.language_views:
-            csr = dataset.bow[v].tocsr()
-            csr.sum_duplicates()
-            bows.append({
-                "indptr_host": csr.indptr.astype(np.int64),
-                "indptr": torch.from_numpy(csr.indptr.astype(np.int64)).to(self.device),
-                "indices": torch.from_numpy(csr.indices.astype(np.int64)).to(self.device),
-                "data": torch.from_numpy(csr.data.astype(np.float32)).to(self.device),
-                "n_words": csr.shape[1],
-            })
-        return {"mask": mask, "embeddings": embeddings, "bows": bows, "n": len(dataset)}
+        # A tuple lacking a language contributes no words of it, whatever its row holds.
+        parts = [sp.diags(mask[:, self.views.index(v)].astype(np.float32)) @ dataset.bow[v].tocsr()
+                 for v in self.language_views]
+        csr = sp.hstack(parts, format="csr", dtype=np.float32)
+        csr.sum_duplicates()
+        csr.eliminate_zeros()
+        bow = {
+            "indptr_host": csr.indptr.astype(np.int64),
+            "indptr": torch.from_numpy(csr.indptr.astype(np.int64)).to(self.device),
+            "indices": torch.from_numpy(csr.indices.astype(np.int64)).to(self.device),
+            "data": torch.from_numpy(csr.data.astype(np.float32)).to(self.device),
+        }
+        return {"mask": mask, "embeddings": embeddings, "bow": bow, "n": len(dataset)}
 
     def _batches(self, n: int, generator: torch.Generator | None, shuffle: bool) -> list[np.ndarray]:
         """Global batches of tuple indices (``batch_size`` per rank when distributed)."""
@@ -287,31 +290,30 @@ class M3LTM(ZeroShotTM):
     def _world(self) -> int:
         return self._dist["world"] if self._dist else 1
 
-    def _dense_bow(self, bow: dict, rows: torch.Tensor, rows_host: np.ndarray) -> torch.Tensor:
-        """``(len(rows), W)`` dense counts of the given rows, gathered from CSR on the device."""
+    def _bow_entries(self, bow: dict, rows: torch.Tensor,
+                     rows_host: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(position in rows, word column, count)`` of the nonzero counts of the given rows,
+        gathered from the CSR arrays on the device (the host only sizes the result)."""
         indptr_host = bow["indptr_host"]
-        counts_host = indptr_host[rows_host + 1] - indptr_host[rows_host]
-        total = int(counts_host.sum())
-        out = torch.zeros(len(rows_host), bow["n_words"], device=self.device)
-        if total == 0:
-            return out
+        total = int((indptr_host[rows_host + 1] - indptr_host[rows_host]).sum())
         indptr = bow["indptr"]
         starts = indptr[rows]
         counts = indptr[rows + 1] - starts
         row_of = torch.repeat_interleave(torch.arange(len(rows_host), device=self.device), counts,
                                          output_size=total)
         offsets = torch.cumsum(counts, 0) - counts
-        position = starts[row_of] + torch.arange(total, device=self.device) - offsets[row_of]
-        out[row_of, bow["indices"][position]] = bow["data"][position]
-        return out
+        position = (starts - offsets)[row_of] + torch.arange(total, device=self.device)
+        return row_of, bow["indices"][position], bow["data"][position]
 
     # -- the objective ------------------------------------------------------------------------
     def _batch_terms(self, data: dict, batch_host: np.ndarray) -> dict[str, torch.Tensor]:
         """Loss terms of one global batch: this rank's sums and the global InfoNCE.
 
-        Single process: the whole batch.  Distributed: this rank's contiguous slice of it;
-        the noise of the whole batch is drawn on every rank (same seed), batch norm spans all
-        ranks and thetas are all-gathered for InfoNCE, so the terms equal one big batch's.
+        Every view of every tuple goes through the network together; the views a tuple lacks
+        are masked out of the batch statistics and of every term.  Single process: the whole
+        batch.  Distributed: this rank's contiguous slice of it; the noise of the whole batch
+        is drawn on every rank (same seed), batch norm spans all ranks and thetas are
+        all-gathered for InfoNCE, so the terms equal one big batch's.
         """
         net = self.model
         dist_info = self._dist
@@ -319,45 +321,24 @@ class M3LTM(ZeroShotTM):
         bounds = np.linspace(0, len(batch_host), self._world + 1).round().astype(int)
         rank = dist_info["rank"] if dist_info else 0
         local_host = batch_host[bounds[rank]:bounds[rank + 1]]
-        b = len(local_host)
         batch = torch.from_numpy(local_host).to(self.device)
         mask_host = data["mask"][local_host]  # (b, V) on the host: no device sync to plan the batch
-        zero = torch.zeros((), device=self.device)
-        mus, logvars, thetas = [], [], []
-        rec, pkl = zero, zero
-        language = 0
-        # Noise for the whole global batch (the same draw on every rank), this rank's rows.
-        noises = torch.randn(n_views, len(batch_host), k, device=self.device)[:, bounds[rank]:bounds[rank + 1]]
-        for a, view in enumerate(self.views):
-            noise = noises[a]
-            positions_host = np.flatnonzero(mask_host[:, a])
-            is_text = self.view_kinds[view] == "text"
-            if len(positions_host) == 0 and not dist_info:  # no tuple of this batch has the view
-                filler = torch.zeros(b, k, device=self.device)
-                mus.append(filler)
-                logvars.append(filler)
-                thetas.append(filler)
-                language += is_text
-                continue
-            full = len(positions_host) == b
-            positions = None if full else torch.from_numpy(positions_host).to(self.device)
-            rows = batch if full else batch[positions]
-            mu, logvar = net.posterior(a, data["embeddings"][a][rows])
-            theta = net.theta_from_noise(mu, logvar, noise if full else noise[positions])
-            if is_text:
-                bow = self._dense_bow(data["bows"][language], rows, local_host[positions_host])
-                rec = rec + reconstruction_loss(bow, net.word_log_probs(language, theta)).sum()
-                language += 1
-            pkl = pkl + prior_kl(mu, logvar, net.prior_mean, net.prior_variance).sum()
-            if not full:
-                mu = torch.zeros(b, k, device=self.device).index_copy(0, positions, mu)
-                logvar = torch.zeros(b, k, device=self.device).index_copy(0, positions, logvar)
-                theta = torch.zeros(b, k, device=self.device).index_copy(0, positions, theta)
-            mus.append(mu)
-            logvars.append(logvar)
-            thetas.append(theta)
-        mu, logvar, theta = torch.stack(mus), torch.stack(logvars), torch.stack(thetas)
         present = torch.from_numpy(np.ascontiguousarray(mask_host.T)).to(self.device)
+        # None tells the network that every tuple has every view (one fused batch norm).
+        present_or_none = None if mask_host.all() else present
+        mu, logvar = net.posteriors([e[batch] for e in data["embeddings"]], present_or_none)
+        # Noise for the whole global batch (the same draw on every rank), this rank's rows.
+        noise = torch.randn(n_views, len(batch_host), k, device=self.device)[:, bounds[rank]:bounds[rank + 1]]
+        theta = net.theta_from_noise(mu, logvar, noise)  # (V, b, K)
+        log_probs = [net.word_log_probs(language, theta[a],
+                                        None if present_or_none is None else present[a])
+                     for language, a in enumerate(net.language_views)]
+        rows, words, counts = self._bow_entries(data["bow"], batch, local_host)
+        rec = sparse_reconstruction_loss(torch.cat(log_probs, dim=1) if len(log_probs) > 1 else log_probs[0],
+                                         rows, words, counts).sum()
+        kl = prior_kl(mu, logvar, net.prior_mean, net.prior_variance)  # (V, b)
+        zero = torch.zeros((), device=self.device)
+        pkl = kl.sum() if present_or_none is None else torch.where(present, kl, zero).sum()
         pair = pairwise_view_kl(mu, logvar, present).sum() if n_views > 1 else zero
         if dist_info:
             theta = self._gather_batch(theta, bounds)

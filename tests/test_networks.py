@@ -1,0 +1,128 @@
+"""The stacked multi-view network against per-view computations done by hand."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ctm_m3l import M3LTM
+from ctm_m3l.losses import reconstruction_loss, sparse_reconstruction_loss
+from ctm_m3l.networks import MultiViewDecoderNetwork, batch_norm
+
+SIZES = [7, 5, 11]
+K = 4
+
+
+def network(**kwargs):
+    torch.manual_seed(0)
+    return MultiViewDecoderNetwork(SIZES, {0: 9, 1: 6}, K, dropout=0.0, **kwargs)
+
+
+def by_hand(net, view, x, running=False):
+    """One view through its own layers, as CTM's ContextualInferenceNetwork computes it."""
+    h = F.softplus(x @ net.input_weight[view].t() + net.input_bias[view])
+    for weight, bias in zip(net.hidden_weight, net.hidden_bias):
+        h = F.softplus(h @ weight[view].t() + bias[view])
+    out = h @ net.posterior_weight[view].t() + net.posterior_bias[view]
+    width = 2 * K
+    if running:
+        mean = net.posterior_running_mean[view * width:(view + 1) * width]
+        var = net.posterior_running_var[view * width:(view + 1) * width]
+    else:
+        mean, var = out.mean(0), out.var(0, unbiased=False)
+    out = (out - mean) / torch.sqrt(var + 1e-5)
+    return out[:, :K], out[:, K:]
+
+
+@pytest.mark.parametrize("hidden_sizes", [(10,), (10, 8)])
+def test_all_views_at_once_equal_each_view_alone(hidden_sizes):
+    net = network(hidden_sizes=hidden_sizes)
+    xs = [torch.randn(6, d) for d in SIZES]
+    mu, logvar = net.posteriors(xs)
+    assert mu.shape == logvar.shape == (3, 6, K)
+    for v, x in enumerate(xs):
+        want_mu, want_logvar = by_hand(net, v, x)
+        torch.testing.assert_close(mu[v], want_mu, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(logvar[v], want_logvar, rtol=1e-5, atol=1e-5)
+        one_mu, _ = net.posterior(v, x)
+        torch.testing.assert_close(one_mu, want_mu, rtol=1e-5, atol=1e-5)
+
+
+def test_missing_views_take_batch_statistics_from_present_rows_only():
+    net = network()
+    xs = [torch.randn(8, d) for d in SIZES]
+    present = torch.ones(3, 8, dtype=torch.bool)
+    present[2, [0, 3, 4, 7]] = False  # half the tuples lack the image
+    present[1, 5] = False
+    mu, logvar = net.posteriors(xs, present)
+    for v in range(3):
+        rows = present[v].nonzero().squeeze(1)
+        want_mu, want_logvar = by_hand(net, v, xs[v][rows])
+        torch.testing.assert_close(mu[v, rows], want_mu, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(logvar[v, rows], want_logvar, rtol=1e-5, atol=1e-5)
+        # Absent rows are zeros, so nothing downstream can overflow.
+        assert (mu[v, ~present[v]] == 0).all() and (logvar[v, ~present[v]] == 0).all()
+
+
+def test_running_statistics_follow_present_rows_and_skip_single_rows():
+    net = network()
+    xs = [torch.randn(8, d) for d in SIZES]
+    present = torch.ones(3, 8, dtype=torch.bool)
+    present[2, 1:] = False  # one image: no batch variance for that view
+    before = net.posterior_running_mean.clone()
+    net.posteriors(xs, present)
+    width = 2 * K
+    image = slice(2 * width, 3 * width)
+    assert torch.equal(net.posterior_running_mean[image], before[image])  # left unchanged
+    with torch.no_grad():
+        h = F.softplus(xs[0] @ net.input_weight[0].t() + net.input_bias[0])
+        out = h @ net.posterior_weight[0].t() + net.posterior_bias[0]
+    torch.testing.assert_close(net.posterior_running_mean[:width], 0.1 * out.mean(0))
+    # The single image row is normalised with the running statistics, as BatchNorm1d in eval.
+    mu, _ = net.posteriors(xs, present)
+    want, _ = by_hand(net, 2, xs[2][:1], running=True)
+    torch.testing.assert_close(mu[2, :1], want, rtol=1e-5, atol=1e-5)
+
+
+def test_eval_uses_running_statistics():
+    net = network()
+    for _ in range(3):
+        net.posteriors([torch.randn(16, d) for d in SIZES])
+    net.eval()
+    x = torch.randn(5, SIZES[1])
+    mu, logvar = net.posterior(1, x)
+    want_mu, want_logvar = by_hand(net, 1, x, running=True)
+    torch.testing.assert_close(mu, want_mu, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logvar, want_logvar, rtol=1e-5, atol=1e-5)
+
+
+def test_masked_batch_norm_without_mask_equals_torch():
+    x = torch.randn(10, 6, dtype=torch.float64)
+    rm, rv = torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64)
+    all_rows = torch.ones(10, 2, dtype=torch.bool)
+    got = batch_norm(x, rm, rv, training=True, mask=all_rows)
+    bn = torch.nn.BatchNorm1d(6, affine=False).double()
+    torch.testing.assert_close(got, bn(x))
+    torch.testing.assert_close(rm, bn.running_mean)
+    torch.testing.assert_close(rv, bn.running_var)
+
+
+def test_sparse_reconstruction_equals_dense():
+    torch.manual_seed(0)
+    log_probs = torch.log_softmax(torch.randn(5, 30), dim=-1)
+    bow = (torch.rand(5, 30) < 0.3).float() * torch.randint(1, 4, (5, 30))
+    bow[2] = 0  # an empty document
+    rows, words = bow.nonzero(as_tuple=True)
+    got = sparse_reconstruction_loss(log_probs, rows, words, bow[rows, words])
+    torch.testing.assert_close(got, reconstruction_loss(bow, log_probs))
+    assert got[2] == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_training_stays_finite_when_few_tuples_have_an_image(seed):
+    """Regression: rows of absent views once reached the pairwise KL as huge values (NaN)."""
+    from test_model import VIEWS, prepare
+
+    _, train, _ = prepare(n_train=160, n_test=8, image_share=0.15, seed=seed)
+    model = M3LTM(views=VIEWS, n_components=4, batch_size=16, num_epochs=4, random_state=seed)
+    model.fit(train, progress_bar=False)
+    assert all(np.isfinite(record["loss"]) for record in model.history)
