@@ -4,7 +4,11 @@ Same Multi30k tuples (real bags of words over 2,000-word en/de vocabularies), 10
 Embedding *values* do not change the cost, so embeddings are random with the sizes of the
 offline encoders (384-d texts, 1280-d images), every tuple given an image (the heaviest case).
 
-    python benchmarks/train_speed.py --data ../shared/data/multi30k --batch-size 64 --epochs 3
+Shared machines drift in speed by tens of percent over minutes, so the two models' epochs
+alternate (CTM, M3LTM, CTM, M3LTM...) after a warm-up epoch each, and the ratio printed is the
+median of the per-round ratios.
+
+    python benchmarks/train_speed.py --data ../shared/data/multi30k --batch-size 64 32 --rounds 5
 """
 import argparse
 import resource
@@ -22,14 +26,10 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_epochs(fit_one_epoch, epochs):
-    fit_one_epoch()  # warm-up epoch
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        fit_one_epoch()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def timed(fit_one_epoch):
+    start = time.perf_counter()
+    fit_one_epoch()
+    return time.perf_counter() - start
 
 
 def main():
@@ -37,7 +37,7 @@ def main():
     parser.add_argument("--data", default=None)
     parser.add_argument("--n", type=int, default=29000)
     parser.add_argument("--batch-size", type=int, nargs="+", default=[64, 32])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating CTM / M3LTM epoch pairs")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -57,12 +57,18 @@ def main():
                          batch_size=batch_size, num_epochs=1, num_data_loader_workers=0)
         ctm.device = torch.device(args.device)
         ctm.model.to(ctm.device)
-        ctm_s = time_epochs(lambda: ctm.fit(ctm_data, n_samples=1, do_train_predictions=False), args.epochs)
         m3l = M3LTM(views=["en", "de", "image"], n_components=100, batch_size=batch_size, num_epochs=1,
                     device=args.device, random_state=0)
-        m3l_s = time_epochs(lambda: m3l.fit(data, progress_bar=False), args.epochs)
+        ctm_epoch = lambda: ctm.fit(ctm_data, n_samples=1, do_train_predictions=False)  # noqa: E731
+        m3l_epoch = lambda: m3l.fit(data, progress_bar=False)  # noqa: E731
+        ctm_epoch(), m3l_epoch()  # warm-up
+        rounds = [(timed(ctm_epoch), timed(m3l_epoch)) for _ in range(args.rounds)]
+        ctm_s = float(np.median([c for c, _ in rounds]))
+        m3l_s = float(np.median([m for _, m in rounds]))
+        ratio = float(np.median([m / c for c, m in rounds]))
+        print(f"batch {batch_size}: rounds (CTM s, M3LTM s) {[(round(c, 2), round(m, 2)) for c, m in rounds]}")
         print(f"batch {batch_size}: CTM ZeroShotTM 1 view {ctm_s:.2f} s/epoch | M3LTM 3 views {m3l_s:.2f} s/epoch "
-              f"| ratio {m3l_s / ctm_s:.2f} | M3LTM {n / m3l_s:,.0f} tuples/s")
+              f"| ratio {ratio:.2f} (median of rounds) | M3LTM {n / m3l_s:,.0f} tuples/s", flush=True)
     print(f"peak memory (process RSS): {peak_rss_mib():,.0f} MiB")
 
 

@@ -90,7 +90,7 @@ def prior_kl(mu: torch.Tensor, logvar: torch.Tensor,
     return gaussian_kl(mu, logvar, prior_mean, prior_variance.log())
 
 
-def pairwise_view_kl(mu: torch.Tensor, logvar: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+def pairwise_view_kl(mu: torch.Tensor, logvar: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
     r"""Sum of KL divergences between the posteriors of every ordered pair of a tuple's views.
 
     .. math:: \mathrm{PKL}_i = \sum_{a \ne b,\ a,b \in \text{views}(i)}
@@ -101,16 +101,30 @@ def pairwise_view_kl(mu: torch.Tensor, logvar: torch.Tensor, present: torch.Tens
     Args:
         mu, logvar: ``(V, N, K)`` posterior parameters of every view (rows of absent views
             may hold anything finite).
-        present: ``(V, N)`` bool.
+        present: ``(V, N)`` bool; ``None`` when every tuple has every view.
 
     Returns:
         ``(N,)``.
     """
-    n_views = mu.shape[0]
-    kl = gaussian_kl(mu[:, None], logvar[:, None], mu[None, :], logvar[None, :])  # (V, V, N)
-    off_diagonal = ~torch.eye(n_views, dtype=torch.bool, device=mu.device)
-    valid = present[:, None, :] & present[None, :, :] & off_diagonal[:, :, None]
-    return torch.where(valid, kl, torch.zeros((), dtype=kl.dtype, device=kl.device)).sum(dim=(0, 1))
+    # Expanded so that the cost is O(V) per tuple rather than O(V^2): with m_a = 1 for present
+    # views, M = sum_a m_a, and per topic k, over ordered pairs a != b,
+    #   sum (logvar_b - logvar_a) = 0,
+    #   sum var_a / var_b = (sum_a m_a var_a)(sum_b m_b / var_b) - M,
+    #   sum (mu_a - mu_b)^2 / var_b = sum_b m_b / var_b (sum_a m_a mu_a^2 - 2 mu_b sum_a m_a mu_a + M mu_b^2),
+    #   sum 1 = M^2 - M.
+    weight = None if present is None else present.to(mu.dtype).unsqueeze(-1)  # (V, N, 1)
+    var, inverse = logvar.exp(), torch.exp(-logvar)
+    mu_sq = mu * mu
+    if weight is not None:
+        var, inverse, mu_w, mu_sq_w = var * weight, inverse * weight, mu * weight, mu_sq * weight
+        count = weight.sum(0)  # (N, 1)
+    else:
+        mu_w, mu_sq_w = mu, mu_sq
+        count = torch.full((1, 1), float(mu.shape[0]), dtype=mu.dtype, device=mu.device)
+    first, second = mu_w.sum(0), mu_sq_w.sum(0)  # (N, K)
+    spread = (inverse * (second - 2.0 * mu * first + count * mu_sq)).sum(0)
+    per_topic = var.sum(0) * inverse.sum(0) + spread - count * count
+    return 0.5 * per_topic.sum(dim=-1)
 
 
 def _view_pairs(n_views: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +154,7 @@ def contrastive_pair_masks(present: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return both & same_tuple, both & ~same_tuple
 
 
-def multiview_info_nce(theta: torch.Tensor, present: torch.Tensor, temperature: float = 0.07,
+def multiview_info_nce(theta: torch.Tensor, present: torch.Tensor | None = None, temperature: float = 0.07,
                        similarity: str = "dot") -> torch.Tensor:
     r"""InfoNCE over every pair of views, positives within a tuple, negatives across tuples.
 
@@ -162,7 +176,7 @@ def multiview_info_nce(theta: torch.Tensor, present: torch.Tensor, temperature: 
 
     Args:
         theta: ``(V, N, K)`` sampled topic vectors.
-        present: ``(V, N)`` bool.
+        present: ``(V, N)`` bool; ``None`` when every tuple has every view.
         temperature: ``tau`` (0.07 in the paper).
         similarity: ``"dot"`` or ``"cosine"``.
 
@@ -178,6 +192,8 @@ def multiview_info_nce(theta: torch.Tensor, present: torch.Tensor, temperature: 
     # of view a, its columns those of view b.
     logits = torch.bmm(theta[first], theta[second].transpose(1, 2)) / temperature  # (P, N, N)
     positive = torch.diagonal(logits, dim1=1, dim2=2)  # (P, N)
+    if present is None:
+        return 0.5 * (logits.logsumexp(dim=-1) + logits.logsumexp(dim=-2) - 2.0 * positive).mean(dim=-1).sum()
     # A large finite value rather than -inf: a row with no candidate (a view absent from the
     # whole batch) must not produce NaN gradients through logsumexp.
     floor = torch.finfo(logits.dtype).min / 4

@@ -339,11 +339,13 @@ class M3LTM(ZeroShotTM):
         kl = prior_kl(mu, logvar, net.prior_mean, net.prior_variance)  # (V, b)
         zero = torch.zeros((), device=self.device)
         pkl = kl.sum() if present_or_none is None else torch.where(present, kl, zero).sum()
-        pair = pairwise_view_kl(mu, logvar, present).sum() if n_views > 1 else zero
+        pair = pairwise_view_kl(mu, logvar, present_or_none).sum() if n_views > 1 else zero
         if dist_info:
             theta = self._gather_batch(theta, bounds)
-            present = torch.from_numpy(np.ascontiguousarray(data["mask"][batch_host].T)).to(self.device)
-        contrastive = multiview_info_nce(theta, present, self.temperature, self.similarity) \
+            global_mask = data["mask"][batch_host]
+            present_or_none = None if global_mask.all() else \
+                torch.from_numpy(np.ascontiguousarray(global_mask.T)).to(self.device)
+        contrastive = multiview_info_nce(theta, present_or_none, self.temperature, self.similarity) \
             if n_views > 1 else zero
         w = self.weights
         local = w["reconstruction"] * rec + w["prior_kl"] * pkl + w["pair_kl"] * pair

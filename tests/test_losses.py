@@ -72,6 +72,33 @@ def test_pairwise_view_kl_by_hand_with_missing_views():
         assert got[i].item() == pytest.approx(expected, rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.parametrize("n_views", [2, 3, 5])
+def test_pairwise_view_kl_equals_every_ordered_pair_with_gradients(n_views):
+    """The O(V) expansion against the direct sum of KL(a || b) over ordered pairs."""
+    torch.manual_seed(n_views)
+    mu = (torch.randn(n_views, 6, 4, dtype=torch.float64) * 2).requires_grad_()
+    lv = torch.randn(n_views, 6, 4, dtype=torch.float64).requires_grad_()
+    present = torch.rand(n_views, 6) < 0.7
+    for mask in (present, None):
+        got = pairwise_view_kl(mu, lv, mask)
+        full = torch.ones_like(present) if mask is None else mask
+        direct = sum(torch.where(full[a] & full[b], gaussian_kl(mu[a], lv[a], mu[b], lv[b]), 0.0)
+                     for a, b in itertools.permutations(range(n_views), 2))
+        torch.testing.assert_close(got, direct)
+        grads = torch.autograd.grad(got.sum(), (mu, lv))
+        want = torch.autograd.grad(direct.sum(), (mu, lv))
+        for g, w in zip(grads, want):
+            torch.testing.assert_close(g, w)
+
+
+def test_all_present_shortcut_equals_full_mask():
+    theta = torch.softmax(torch.randn(3, 7, 5) * 2, dim=-1)
+    mu, lv = torch.randn(3, 7, 5), torch.randn(3, 7, 5)
+    ones = torch.ones(3, 7, dtype=torch.bool)
+    torch.testing.assert_close(multiview_info_nce(theta, None), multiview_info_nce(theta, ones))
+    torch.testing.assert_close(pairwise_view_kl(mu, lv, None), pairwise_view_kl(mu, lv, ones))
+
+
 @pytest.mark.parametrize("n_views,n_pairs", [(2, 1), (3, 3), (4, 6)])
 def test_contrastive_pair_counts(n_views, n_pairs):
     n = 5
