@@ -3,7 +3,8 @@
 Synthetic data of realistic density: ~30 word tokens per text over a 2,000-word vocabulary
 (Multi30k's comparable texts after stop-word removal), Zipf-distributed words; random
 embeddings of the offline encoders' sizes (384-d texts, 1280-d images).  Bags of words stay
-sparse (CSR) on the host and on the device; only each batch is densified.
+sparse (CSR) on the host and on the device; training reads only the nonzero counts of each
+batch (no dense bag-of-words matrix is ever built).
 
     python benchmarks/scaling.py                        # 1k, 10k, 100k, 1M tuples; 2-8 views
     python benchmarks/scaling.py --tuples 1000 10000 --views 2 3

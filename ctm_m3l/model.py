@@ -324,8 +324,9 @@ class M3LTM(ZeroShotTM):
         batch = torch.from_numpy(local_host).to(self.device)
         mask_host = data["mask"][local_host]  # (b, V) on the host: no device sync to plan the batch
         present = torch.from_numpy(np.ascontiguousarray(mask_host.T)).to(self.device)
-        # None tells the network that every tuple has every view (one fused batch norm).
-        present_or_none = None if mask_host.all() else present
+        # None tells the network that every tuple has every view (one fused batch norm).  Ranks
+        # always pass the mask: their batch-norm all_reduce must have the same shape everywhere.
+        present_or_none = None if mask_host.all() and not dist_info else present
         mu, logvar = net.posteriors([e[batch] for e in data["embeddings"]], present_or_none)
         # Noise for the whole global batch (the same draw on every rank), this rank's rows.
         noise = torch.randn(n_views, len(batch_host), k, device=self.device)[:, bounds[rank]:bounds[rank + 1]]

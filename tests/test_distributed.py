@@ -20,7 +20,13 @@ GLOBAL_BATCH = 2 * PER_RANK_BATCH
 def make_train():
     from test_model import prepare
 
-    return prepare(n_train=96, n_test=4, image_share=0.6, seed=5)[1]
+    train = prepare(n_train=96, n_test=4, image_share=0.6, seed=5)[1]
+    # Rank 0's slice of the first global batch has every view, rank 1's lacks some images:
+    # the ranks' batch norms must still exchange statistics of the same shape.
+    image = train.view_index("image")
+    train.view_mask[:PER_RANK_BATCH, image] = True
+    assert not train.view_mask[PER_RANK_BATCH:GLOBAL_BATCH, image].all()
+    return train
 
 
 def make_model(**kwargs):
