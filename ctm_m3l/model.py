@@ -801,6 +801,11 @@ class M3LTM(ZeroShotTM):
         if metadata.get("format") != _CHECKPOINT_FORMAT:
             raise ValueError(f"resume_from: {path} is not a ctm-m3l checkpoint")
         config = json.loads(metadata["config"])
+        if config.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(
+                f"resume_from: {path} was written by ctm-m3l {config.get('ctm_m3l_version')} (format_version "
+                f"{config.get('format_version')}), whose network layout this ctm-m3l ({__version__}, format_version "
+                f"{_FORMAT_VERSION}) cannot continue; restart the run, or resume it with that version")
         mine, theirs = self._settings(), dict(config["settings"])
         theirs["hidden_sizes"] = list(theirs["hidden_sizes"])
         differ = sorted(k for k in mine if k != "num_epochs" and mine[k] != theirs.get(k))

@@ -1,4 +1,5 @@
 """Checkpoints: atomic, complete, and a killed run resumes to the same weights."""
+import json
 import os
 import signal
 import subprocess
@@ -80,6 +81,19 @@ def test_checkpoint_every_n_epochs_and_bad_resume(tmp_path, data):
         other.fit(data[0], progress_bar=False, resume_from=tmp_path)
     with pytest.raises(ValueError, match="not a checkpoint file"):
         M3LTM(**SETTINGS).fit(data[0], progress_bar=False, resume_from=tmp_path / "nothing")
+    # A checkpoint of the per-view network layout (format_version 1) is refused by name.
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "checkpoint.safetensors"
+    with safe_open(str(path), framework="pt") as fh:
+        metadata = fh.metadata()
+    config = json.loads(metadata["config"])
+    config["format_version"] = 1
+    save_file(load_file(str(path)), str(tmp_path / "old.safetensors"),
+              metadata={**metadata, "config": json.dumps(config)})
+    with pytest.raises(ValueError, match="format_version 1.*cannot continue"):
+        M3LTM(**SETTINGS).fit(data[0], progress_bar=False, resume_from=tmp_path / "old.safetensors")
 
 
 def test_resuming_an_early_stopped_run_trains_no_further(tmp_path, data):
