@@ -370,7 +370,8 @@ class M3LTM(ZeroShotTM):
     def _run_epoch(self, data: dict, generator: torch.Generator | None, train: bool) -> dict[str, float]:
         self.model.train(train)
         step = self._objective if train and self._objective is not None else self._batch_terms
-        sums = defaultdict(lambda: torch.zeros((), device=self.device))
+        keys = ["reconstruction", "prior_kl", "pair_kl", "contrastive", "loss"]
+        totals = torch.zeros(len(keys), device=self.device)  # summed on the device: no sync per step
         batches = self._batches(data["n"], generator, shuffle=train)
         with torch.set_grad_enabled(train):
             for batch_host in batches:
@@ -379,10 +380,7 @@ class M3LTM(ZeroShotTM):
                     self.optimizer.zero_grad(set_to_none=True)
                     terms["loss"].backward()
                     self.optimizer.step()
-                for key, value in terms.items():
-                    sums[key] = sums[key] + value.detach()
-        keys = ["reconstruction", "prior_kl", "pair_kl", "contrastive", "loss"]
-        totals = torch.stack([sums[key] for key in keys])
+                totals += torch.stack([terms[key].detach() for key in keys])
         if self._dist:
             import torch.distributed as dist
 
