@@ -323,30 +323,30 @@ class M3LTM(ZeroShotTM):
         local_host = batch_host[bounds[rank]:bounds[rank + 1]]
         batch = torch.from_numpy(local_host).to(self.device)
         mask_host = data["mask"][local_host]  # (b, V) on the host: no device sync to plan the batch
-        present = torch.from_numpy(np.ascontiguousarray(mask_host.T)).to(self.device)
-        # None tells the network that every tuple has every view (one fused batch norm).  Ranks
-        # always pass the mask: their batch-norm all_reduce must have the same shape everywhere.
-        present_or_none = None if mask_host.all() and not dist_info else present
-        mu, logvar = net.posteriors([e[batch] for e in data["embeddings"]], present_or_none)
+        # (V, b) view mask; None when every tuple has every view (one fused batch norm, no
+        # masking, nothing copied to the device).  Ranks always pass the mask: their batch-norm
+        # all_reduce must have the same shape everywhere.
+        present = None if mask_host.all() and not dist_info else \
+            torch.from_numpy(np.ascontiguousarray(mask_host.T)).to(self.device)
+        mu, logvar = net.posteriors([e[batch] for e in data["embeddings"]], present)
         # Noise for the whole global batch (the same draw on every rank), this rank's rows.
         noise = torch.randn(n_views, len(batch_host), k, device=self.device)[:, bounds[rank]:bounds[rank + 1]]
         theta = net.theta_from_noise(mu, logvar, noise)  # (V, b, K)
-        log_probs = [net.word_log_probs(language, theta[a],
-                                        None if present_or_none is None else present[a])
+        log_probs = [net.word_log_probs(language, theta[a], None if present is None else present[a])
                      for language, a in enumerate(net.language_views)]
         rows, words, counts = self._bow_entries(data["bow"], batch, local_host)
         rec = sparse_reconstruction_loss(torch.cat(log_probs, dim=1) if len(log_probs) > 1 else log_probs[0],
                                          rows, words, counts).sum()
         kl = prior_kl(mu, logvar, net.prior_mean, net.prior_variance)  # (V, b)
         zero = torch.zeros((), device=self.device)
-        pkl = kl.sum() if present_or_none is None else torch.where(present, kl, zero).sum()
-        pair = pairwise_view_kl(mu, logvar, present_or_none).sum() if n_views > 1 else zero
+        pkl = kl.sum() if present is None else torch.where(present, kl, zero).sum()
+        pair = pairwise_view_kl(mu, logvar, present).sum() if n_views > 1 else zero
         if dist_info:
             theta = self._gather_batch(theta, bounds)
             global_mask = data["mask"][batch_host]
-            present_or_none = None if global_mask.all() else \
+            present = None if global_mask.all() else \
                 torch.from_numpy(np.ascontiguousarray(global_mask.T)).to(self.device)
-        contrastive = multiview_info_nce(theta, present_or_none, self.temperature, self.similarity) \
+        contrastive = multiview_info_nce(theta, present, self.temperature, self.similarity) \
             if n_views > 1 else zero
         w = self.weights
         local = w["reconstruction"] * rec + w["prior_kl"] * pkl + w["pair_kl"] * pair
