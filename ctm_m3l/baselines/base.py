@@ -70,6 +70,13 @@ def ctm_thetas(ctm, embeddings: np.ndarray, n_samples: int, seed: int | None) ->
         return ctm.get_thetas(items, n_samples=n_samples)
 
 
+def seed_ctm(random_state: int | None) -> None:
+    """Seed what a CTM model draws from (torch's and numpy's global generators), if asked."""
+    if random_state is not None:
+        torch.manual_seed(random_state)
+        np.random.seed(random_state)
+
+
 def check_ctm_batch(n_items: int, batch_size: int, what: str) -> None:
     """CTM's training loop drops incomplete batches: fewer items than a batch trains on nothing."""
     if n_items < batch_size:

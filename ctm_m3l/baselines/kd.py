@@ -21,7 +21,7 @@ from contextualized_topic_models.networks.decoding_network import DecoderNetwork
 from ..data import MultiViewDataset
 from ..losses import gaussian_kl, reconstruction_loss
 from ..model import _check_int
-from .base import Baseline, check_ctm_batch, ctm_thetas, rows_or_nan
+from .base import Baseline, check_ctm_batch, ctm_thetas, rows_or_nan, seed_ctm
 
 __all__ = ["KDBaseline", "KDStudent"]
 
@@ -112,11 +112,6 @@ class KDBaseline(Baseline):
                 logvars.append(logvar.cpu().numpy())
         return np.concatenate(mus), np.concatenate(logvars)
 
-    def _seed(self) -> None:
-        if self.random_state is not None:
-            torch.manual_seed(self.random_state)
-            np.random.seed(self.random_state)
-
     # -- fit ------------------------------------------------------------------------------------
     def fit(self, dataset: MultiViewDataset) -> "KDBaseline":
         missing = [v for v in self.views if v not in dataset.view_names]
@@ -133,7 +128,7 @@ class KDBaseline(Baseline):
             raise ValueError(f"zeroshot-kd: fewer than 2 tuples have every view the {self.teacher_spec!r} teacher needs")
         check_ctm_batch(int(rows.sum()), self.settings["batch_size"], f"zeroshot-kd teacher {self.teacher_spec!r}")
         self.vocabularies = {v: list(dataset.vocabularies[v]) for v in texts}
-        self._seed()
+        seed_ctm(self.random_state)
         self.teacher = ZeroShotTM(bow_size=len(self.vocabularies[language]), contextual_size=x.shape[1],
                                   **self.settings)
         self.teacher.fit(CTMDataset(x[rows], dataset.bow[language][rows],
@@ -149,7 +144,7 @@ class KDBaseline(Baseline):
             check_ctm_batch(int(student_rows.sum()), self.settings["batch_size"],
                             f"zeroshot-kd student {view!r} (tuples that pair it with the teacher)")
             contextual = np.concatenate([dataset.embeddings[view], teacher_mu, teacher_logvar], axis=1)[student_rows]
-            self._seed()
+            seed_ctm(self.random_state)
             student = KDStudent(bow_size=len(self.vocabularies[target]),
                                 contextual_size=dataset.embeddings[view].shape[1], learn_priors=False,
                                 **self.settings)

@@ -6,13 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from contextualized_topic_models.datasets.dataset import CTMDataset
 from contextualized_topic_models.models.ctm import ZeroShotTM
 
 from ..data import MultiViewDataset
 from ..model import _check_int
-from .base import Baseline, check_ctm_batch, ctm_thetas, rows_or_nan
+from .base import Baseline, check_ctm_batch, ctm_thetas, rows_or_nan, seed_ctm
 from .mcse import MCSEAligner
 
 __all__ = ["ZeroShotBaseline"]
@@ -72,9 +71,7 @@ class ZeroShotBaseline(Baseline):
         check_ctm_batch(int(has.sum()), self.batch_size, f"zeroshot on {self.train_view!r}")
         bow = data.bow[self.train_view][has]
         self.vocabulary = list(data.vocabularies[self.train_view])
-        if self.random_state is not None:
-            torch.manual_seed(self.random_state)
-            np.random.seed(self.random_state)
+        seed_ctm(self.random_state)
         train = CTMDataset(X_contextual=data.embeddings[self.train_view][has], X_bow=bow,
                            idx2token=dict(enumerate(self.vocabulary)))
         self.ctm = ZeroShotTM(bow_size=len(self.vocabulary), contextual_size=train.X_contextual.shape[1],
