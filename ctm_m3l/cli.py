@@ -36,13 +36,12 @@ def _embeddings(pairs: list[str] | None) -> dict[str, np.ndarray]:
 
 def cmd_fit(args) -> int:
     from .data import M3LDataPreparation
-    from .model import M3LTM
 
     views = _views(args.views, args.image_views, args.text_encoder, args.image_encoder, args.vocabulary_size)
     prep = M3LDataPreparation(views, cache_dir=args.cache_dir, device=args.device, show_progress_bar=True)
     train = prep.fit(args.train, custom_embeddings=_embeddings(args.embeddings) or None)
-    model = M3LTM(views=[v.name for v in views], n_components=args.n_components, num_epochs=args.num_epochs,
-                  batch_size=args.batch_size, lr=args.lr, device=args.device, random_state=args.seed)
+    model = build_system("m3l", views, train, args.n_components, args.num_epochs, args.seed, args.batch_size,
+                         args.device, lr=args.lr)
     model.fit(train, verbose=args.verbose, distributed=args.distributed,
               checkpoint_dir=args.checkpoint_dir, resume_from=args.resume_from)
     if not model.is_main_process:
