@@ -125,22 +125,21 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
         views_all = prep.views
         views_text = [v for v in views_all if v.kind == "text"]
         if c == 0:
-            keys1 = ["npmi_en", "npmi_de", "mrr_en_de", "jsd_en_de"]
-            table1 = {}
-            for name in ("pltm", "zeroshot", "zeroshot-kd", "m3l"):
-                log(f"table 1: {name}")
-                found = runs(name, views_text, train, test, config.n_components, config.seeds)
-                exp.setdefault("table1", {})[found[0]["model"]] = found
-                table1[found[0]["model"]] = _summary(found, keys1)
-            markdown.append(_table("Table 1: multilingual (en, de)", table1, keys1))
-            keys2 = ["npmi_en", "npmi_de", "uap_en_image", "jsd_en_image", "uap_de_image", "jsd_de_image"]
-            table2 = {}
-            for name in ("zeroshot", "zeroshot-kd", "m3l"):
-                log(f"table 2: {name}")
-                found = runs(name, views_all, train, test, config.n_components, config.seeds)
-                exp.setdefault("table2", {})[found[0]["model"]] = found
-                table2[found[0]["model"]] = _summary(found, keys2)
-            markdown.append(_table("Table 2: multilingual and multimodal (en, de, image)", table2, keys2))
+            tables = (
+                ("table1", "Table 1: multilingual (en, de)", views_text, ("pltm", "zeroshot", "zeroshot-kd", "m3l"),
+                 ["npmi_en", "npmi_de", "mrr_en_de", "jsd_en_de"]),
+                ("table2", "Table 2: multilingual and multimodal (en, de, image)", views_all,
+                 ("zeroshot", "zeroshot-kd", "m3l"),
+                 ["npmi_en", "npmi_de", "uap_en_image", "jsd_en_image", "uap_de_image", "jsd_de_image"]),
+            )
+            for key, title, views, systems, keys in tables:
+                summary = {}
+                for name in systems:
+                    log(f"{title.split(':')[0].lower()}: {name}")
+                    found = runs(name, views, train, test, config.n_components, config.seeds)
+                    exp.setdefault(key, {})[found[0]["model"]] = found
+                    summary[found[0]["model"]] = _summary(found, keys)
+                markdown.append(_table(title, summary, keys))
             fig = {"fig3": ("en,de", views_text, "mrr_en_de", "MRR en->de"),
                    "fig4": ("en,de,image", views_all, "uap_en_image", "UAP en->image")}
             for key, (label, views, metric, ylabel) in fig.items():
