@@ -3,7 +3,9 @@ ablations (Figures 3-6), with several seeds, as JSON, Markdown tables and line p
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,11 +76,13 @@ def _summary(runs: list[dict], keys: list[str]) -> dict[str, tuple[float, float]
     return out
 
 
-def _table(title: str, rows: dict[str, dict[str, tuple[float, float]]], keys: list[str]) -> str:
-    lines = [f"### {title}", "", "| system | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for system, summary in rows.items():
+def _table(title: str, rows: dict[str, list[dict]], keys: list[str]) -> str:
+    """A Markdown table: one row per system, ``mean ± std`` of each metric over its runs."""
+    lines = [f"### {title}", "", "| system | n | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for system, found in rows.items():
+        summary = _summary(found, keys)
         cells = [f"{summary[k][0]:.3f} ± {summary[k][1]:.3f}" if k in summary else "-" for k in keys]
-        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+        lines.append(f"| {system} | {len(found)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -101,78 +105,232 @@ def _line_plot(path, xs, series: dict[str, list[tuple[float, float]]], xlabel, y
     plt.close(fig)
 
 
+EXPERIMENTS = ("table1", "table2", "topics", "batch", "table4")
+RUNS_FILE = "runs.jsonl"
+
+# (key, title, views, systems, metric columns) of Tables 1 and 2.
+_TABLES = (
+    ("table1", "Table 1: multilingual (en, de)", "text", ("pltm", "zeroshot", "zeroshot-kd", "m3l"),
+     ["npmi_en", "npmi_de", "mrr_en_de", "jsd_en_de"]),
+    ("table2", "Table 2: multilingual and multimodal (en, de, image)", "all", ("zeroshot", "zeroshot-kd", "m3l"),
+     ["npmi_en", "npmi_de", "uap_en_image", "jsd_en_image", "uap_de_image", "jsd_de_image"]),
+)
+# (key, label, views, metric, y label) of the topic-number (Figures 3, 4) and batch-size (5, 6) ablations.
+_TOPIC_FIGURES = (("fig3", "en,de", "text", "mrr_en_de", "MRR en->de"),
+                  ("fig4", "en,de,image", "all", "uap_en_image", "UAP en->image"))
+_BATCH_FIGURES = (("fig5", "en,de", "text", "mrr_en_de", "MRR en->de"),
+                  ("fig6", "en,de,image", "all", "uap_en_image", "UAP en->image"))
+_TABLE4_KEYS = ["mrr_en_de", "jsd_en_de", "uap_en_image", "jsd_en_image", "uap_de_image", "jsd_de_image"]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One training and evaluation: everything its result depends on."""
+
+    system: str
+    views: str            # "text" (en, de) or "all" (en, de, image)
+    combo: int            # index into config.encoder_combos
+    n_components: int
+    batch_size: int | None
+    seed: int
+
+    def key(self, config: ReproduceConfig) -> str:
+        """Identifies the run across invocations: the same key, the same result (runs are
+        seeded), so a finished run is never repeated, and a run of another configuration
+        (other data size, epochs...) never stands in for this one."""
+        from .cli import DEFAULT_BATCH_SIZES
+
+        length = f"iterations={config.pltm_iterations}" if self.system == "pltm" else f"epochs={config.num_epochs}"
+        batch = self.batch_size or DEFAULT_BATCH_SIZES.get(self.system)
+        return "|".join([self.system, self.views, "/".join(config.encoder_combos[self.combo]),
+                         f"train={config.n_train or 'all'}", f"test={config.n_test or 'all'}",
+                         f"K={self.n_components}", f"batch={batch or '-'}", length, f"seed={self.seed}"])
+
+
+def _plan(config: ReproduceConfig, only) -> list[tuple[str, _Run]]:
+    """``(experiment, run)`` pairs, one seed after another so that an interrupted run has
+    complete tables for its first seeds."""
+    plan = []
+    for seed in config.seeds:
+        for key, _, views, systems, _ in _TABLES:
+            if key in only:
+                plan += [(key, _Run(name, views, 0, config.n_components, None, seed)) for name in systems]
+        if "topics" in only:
+            for fig, _, views, _, _ in _TOPIC_FIGURES:
+                plan += [(f"{fig}_topics", _Run(name, views, 0, k, None, seed))
+                         for name in ("zeroshot", "m3l") for k in config.topic_numbers]
+        if "batch" in only:
+            for fig, _, views, _, _ in _BATCH_FIGURES:
+                plan += [(f"{fig}_batch", _Run("m3l", views, 0, config.n_components, b, seed))
+                         for b in config.batch_sizes]
+        if "table4" in only:
+            plan += [("table4", _Run("m3l", "all", c, config.n_components, None, seed))
+                     for c in range(len(config.encoder_combos))]
+    return plan
+
+
+def _distinct(plan, config: ReproduceConfig) -> dict[str, _Run]:
+    """The plan's runs by key, in plan order: a run two experiments share appears once."""
+    distinct: dict[str, _Run] = {}
+    for _, run in plan:
+        distinct.setdefault(run.key(config), run)
+    return distinct
+
+
+def _read_runs(path: Path, log) -> dict[str, dict]:
+    """Finished runs of ``runs.jsonl`` by key; a line cut short by a killed process is skipped."""
+    done = {}
+    if not path.exists():
+        return done
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            done[record["key"]] = record
+        except (json.JSONDecodeError, KeyError, TypeError):
+            log(f"{path}: line {number} is incomplete or not a run record (an interrupted write?); "
+                "that run will be done again")
+    return done
+
+
+def _append_run(path: Path, record: dict) -> None:
+    """Appends one finished run and forces it to disk before the next run starts."""
+    torn = False
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, "rb") as existing:
+            existing.seek(-1, os.SEEK_END)
+            torn = existing.read(1) != b"\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        # After a write cut short, start a new line: the record must not join the torn one.
+        handle.write(("\n" if torn else "") + json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig | None = None,
-              cache_dir: str | Path | None = None, device: Any = None, log=print) -> dict:
-    """Run every experiment of ``config`` and write ``results.json``, ``tables.md`` and the
-    figures into ``out``.  Returns the results."""
+              cache_dir: str | Path | None = None, device: Any = None, log=print,
+              only: Sequence[str] | None = None) -> dict:
+    """Run the experiments of ``config`` and write ``results.json``, ``tables.md`` and the
+    figures into ``out``.  Returns the results.
+
+    Every finished run is appended to ``out/runs.jsonl`` at once, and the tables are
+    rewritten: a run that is interrupted (killed, out of time) loses at most the run in
+    progress, and calling ``reproduce`` again with the same ``out`` continues where it stopped.
+    Runs are identified by everything their result depends on, so a run shared by two
+    experiments (Table 1's M3L-Contrast is also the topic ablation's point at 100 topics and
+    the batch ablation's at 32) is done once, and changing the configuration (more seeds, other
+    epochs) adds runs instead of mixing results.
+
+    Args:
+        only: experiments to run, some of :data:`EXPERIMENTS` (``"table1"``, ``"table2"``,
+            ``"topics"``, ``"batch"``, ``"table4"``); default all.
+    """
     config = config or ReproduceConfig()
+    only = tuple(EXPERIMENTS if only is None else only)
+    unknown = [name for name in only if name not in EXPERIMENTS]
+    if unknown:
+        raise ValueError(f"unknown experiment(s) {unknown}; choose from {list(EXPERIMENTS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"config": asdict(config), "experiments": {}}
-    markdown = ["# M3L-Contrast on Multi30k: the paper's experiments\n"]
-    exp = results["experiments"]
+    runs_path = out / RUNS_FILE
+    done = _read_runs(runs_path, log)
+    plan = _plan(config, only)
+    distinct = _distinct(plan, config)
+    todo = [run for key, run in distinct.items() if key not in done]
+    log(f"{len(distinct)} distinct runs planned, {len(todo)} to do (finished runs are kept in {runs_path})")
+    prepared: dict[int, tuple] = {}
+    started = time.perf_counter()
+    for number, run in enumerate(todo, 1):
+        if run.combo not in prepared:
+            log(f"encoders {config.encoder_combos[run.combo]}: preparing data")
+            prepared = {run.combo: _prepare(root, config, config.encoder_combos[run.combo], cache_dir, device)}
+        prep, train, test = prepared[run.combo]
+        views = [v for v in prep.views if run.views == "all" or v.kind == "text"]
+        length = config.pltm_iterations if run.system == "pltm" else config.num_epochs
+        log(f"[{number}/{len(todo)}] {run.system} on {run.views} views, K={run.n_components}, "
+            f"batch {run.batch_size or 'default'}, seed {run.seed}")
+        result = run_system(run.system, views, train, test, run.n_components, length, run.seed,
+                            batch_size=run.batch_size, device=device)
+        record = {"key": run.key(config), "run": asdict(run), **result}
+        _append_run(runs_path, record)
+        done[record["key"]] = record
+        left = (time.perf_counter() - started) / number * (len(todo) - number)
+        shown = [key for key in _HEADLINE if key in result["metrics"]]
+        log(f"  {result['model']} in {_duration(result['seconds'])}: "
+            + ", ".join(f"{key}={result['metrics'][key]:.3f}" for key in shown)
+            + (f"; about {_duration(left)} left" if left else ""))
+        _report(out, config, plan, done, figures=False)
+    return _report(out, config, plan, done, figures=True)
 
-    def runs(name, views, train, test, k, seeds, **kw):
-        found = [run_system(name, views, train, test, k, config.pltm_iterations if name == "pltm" else config.num_epochs,
-                      seed, device=device, **kw) for seed in seeds]
-        log(f"  {found[0]['model']}: " + ", ".join(f"{key}={value:.3f}" for key, value in
-                                                     sorted(found[0]["metrics"].items())[:6]))
-        return found
 
-    for c, combo in enumerate(config.encoder_combos):
-        log(f"encoders {combo}: preparing data")
-        prep, train, test = _prepare(root, config, combo, cache_dir, device)
-        views_all = prep.views
-        views_text = [v for v in views_all if v.kind == "text"]
-        if c == 0:
-            tables = (
-                ("table1", "Table 1: multilingual (en, de)", views_text, ("pltm", "zeroshot", "zeroshot-kd", "m3l"),
-                 ["npmi_en", "npmi_de", "mrr_en_de", "jsd_en_de"]),
-                ("table2", "Table 2: multilingual and multimodal (en, de, image)", views_all,
-                 ("zeroshot", "zeroshot-kd", "m3l"),
-                 ["npmi_en", "npmi_de", "uap_en_image", "jsd_en_image", "uap_de_image", "jsd_de_image"]),
-            )
-            for key, title, views, systems, keys in tables:
-                summary = {}
-                for name in systems:
-                    log(f"{title.split(':')[0].lower()}: {name}")
-                    found = runs(name, views, train, test, config.n_components, config.seeds)
-                    exp.setdefault(key, {})[found[0]["model"]] = found
-                    summary[found[0]["model"]] = _summary(found, keys)
-                markdown.append(_table(title, summary, keys))
-            fig = {"fig3": ("en,de", views_text, "mrr_en_de", "MRR en->de"),
-                   "fig4": ("en,de,image", views_all, "uap_en_image", "UAP en->image")}
-            for key, (label, views, metric, ylabel) in fig.items():
-                series = {}
-                for name in ("zeroshot", "m3l"):
-                    points = []
-                    for k in config.topic_numbers:
-                        log(f"topic ablation ({label}): {name}, K={k}")
-                        found = runs(name, views, train, test, k, config.seeds)
-                        exp.setdefault(f"{key}_topics", {}).setdefault(found[0]["model"], {})[str(k)] = found
-                        points.append(_summary(found, [metric])[metric])
-                    series[found[0]["model"]] = points
-                _line_plot(out / f"{key}_topics.png", config.topic_numbers, series, "topics", ylabel,
-                           f"Topic number ({label})")
-            for key, label, views, metric, ylabel in (("fig5", "en,de", views_text, "mrr_en_de", "MRR en->de"),
-                                                      ("fig6", "en,de,image", views_all, "uap_en_image",
-                                                       "UAP en->image")):
-                points = []
-                for b in config.batch_sizes:
-                    log(f"batch ablation ({label}): m3l, batch {b}")
-                    found = runs("m3l", views, train, test, config.n_components, config.seeds, batch_size=b)
-                    exp.setdefault(f"{key}_batch", {})[str(b)] = found
-                    points.append(_summary(found, [metric])[metric])
-                _line_plot(out / f"{key}_batch.png", config.batch_sizes, {"m3l": points}, "batch size", ylabel,
-                           f"Batch size ({label})")
-        log(f"table 4: m3l with encoders {combo}")
-        found = runs("m3l", views_all, train, test, config.n_components, config.seeds)
-        exp.setdefault("table4", {})[" / ".join(combo)] = found
-    keys4 = ["mrr_en_de", "jsd_en_de", "uap_en_image", "jsd_en_image", "uap_de_image", "jsd_de_image"]
-    markdown.append(_table("Table 4: M3L-Contrast by encoders (en / de / image)",
-                           {combo: _summary(found, keys4) for combo, found in exp["table4"].items()}, keys4))
-    markdown.append("Figures: fig3_topics.png, fig4_topics.png (topic number), fig5_batch.png, fig6_batch.png "
-                    "(batch size). Mean ± standard deviation over seeds " + str(config.seeds) + ".\n")
-    (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-    (out / "tables.md").write_text("\n".join(markdown), encoding="utf-8")
+_HEADLINE = ("mrr_en_de", "uap_en_image", "uap_de_image", "npmi_en", "npmi_de")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 \
+        else f"{seconds / 3600:.1f} h"
+
+
+def _report(out: Path, config: ReproduceConfig, plan, done: dict, figures: bool) -> dict:
+    """``results.json`` and ``tables.md`` (and the figures) from the finished runs of ``plan``."""
+    exp: dict[str, Any] = {}
+    for experiment, run in plan:
+        record = done.get(run.key(config))
+        if record is None:
+            continue
+        found = {"model": record["model"], "metrics": record["metrics"], "seconds": record["seconds"],
+                 "seed": run.seed}
+        if experiment in ("table1", "table2"):
+            exp.setdefault(experiment, {}).setdefault(record["model"], []).append(found)
+        elif experiment.endswith("_topics"):
+            exp.setdefault(experiment, {}).setdefault(record["model"], {}).setdefault(
+                str(run.n_components), []).append(found)
+        elif experiment.endswith("_batch"):
+            exp.setdefault(experiment, {}).setdefault(str(run.batch_size), []).append(found)
+        else:
+            exp.setdefault(experiment, {}).setdefault(" / ".join(config.encoder_combos[run.combo]), []).append(found)
+    distinct = _distinct(plan, config)
+    planned, finished = len(distinct), sum(key in done for key in distinct)
+    markdown = ["# M3L-Contrast on Multi30k: the paper's experiments\n",
+                f"{finished} of {planned} planned runs finished; mean ± standard deviation over the seeds "
+                "finished (n = number of seeds).\n"]
+    for key, title, _, _, keys in _TABLES:
+        if key in exp:
+            markdown.append(_table(title, {model: found for model, found in exp[key].items()}, keys))
+    if "table4" in exp:
+        markdown.append(_table("Table 4: M3L-Contrast by encoders (en / de / image)", exp["table4"], _TABLE4_KEYS))
+    for fig, label, _, metric, ylabel in _TOPIC_FIGURES:
+        series = exp.get(f"{fig}_topics", {})
+        ks = [k for k in config.topic_numbers if all(str(k) in points for points in series.values())]
+        if series and ks:
+            markdown.append(_table(f"Topic number ({label}): {metric}",
+                                   {f"{model}, K={k}": points[str(k)] for model, points in series.items() for k in ks},
+                                   [metric]))
+            if figures:
+                _line_plot(out / f"{fig}_topics.png", ks,
+                           {model: [_summary(points[str(k)], [metric])[metric] for k in ks]
+                            for model, points in series.items()}, "topics", ylabel, f"Topic number ({label})")
+    for fig, label, _, metric, ylabel in _BATCH_FIGURES:
+        points = exp.get(f"{fig}_batch", {})
+        sizes = [b for b in config.batch_sizes if str(b) in points]
+        if sizes:
+            markdown.append(_table(f"Batch size ({label}): {metric}", {f"m3l, batch {b}": points[str(b)]
+                                                                      for b in sizes}, [metric]))
+            if figures:
+                _line_plot(out / f"{fig}_batch.png", sizes,
+                           {"m3l": [_summary(points[str(b)], [metric])[metric] for b in sizes]},
+                           "batch size", ylabel, f"Batch size ({label})")
+    if figures:
+        markdown.append("Figures: fig3_topics.png, fig4_topics.png (topic number), fig5_batch.png, "
+                        "fig6_batch.png (batch size), where their experiments ran.\n")
+    results = {"config": asdict(config), "experiments": exp}
+    _write_atomic(out / "results.json", json.dumps(results, indent=1))
+    _write_atomic(out / "tables.md", "\n".join(markdown))
     return results
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)

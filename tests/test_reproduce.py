@@ -1,6 +1,8 @@
 """The paper's experiments end to end, in a tiny configuration on real Multi30k data."""
 import json
 
+import pytest
+
 from ctm_m3l.experiments import ReproduceConfig, reproduce
 
 
@@ -19,3 +21,43 @@ def test_reproduce_tiny(tmp_path, multi30k_dir):
     for figure in ("fig3_topics", "fig4_topics", "fig5_batch", "fig6_batch"):
         assert (tmp_path / f"{figure}.png").stat().st_size > 5000
     assert json.loads((tmp_path / "results.json").read_text())["config"]["n_train"] == 400
+
+
+def _lines(path):
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_reproduce_continues_an_interrupted_run_and_shares_runs(tmp_path, multi30k_dir):
+    config = ReproduceConfig(n_train=300, n_test=40, n_components=3, num_epochs=1, pltm_iterations=5, seeds=[0],
+                             topic_numbers=[3], batch_sizes=[16, 32])
+    messages = []
+    reproduce(multi30k_dir, tmp_path, config, log=messages.append, only=["table1"])
+    runs = tmp_path / "runs.jsonl"
+    first = [json.loads(line) for line in _lines(runs)]
+    assert [r["run"]["system"] for r in first] == ["pltm", "zeroshot", "zeroshot-kd", "m3l"]
+    assert "| m3l | 1 |" in (tmp_path / "tables.md").read_text()
+    # A process killed while writing leaves a torn last line.
+    with open(runs, "a") as handle:
+        handle.write('{"key": "m3l|text|off')
+    messages.clear()
+    results = reproduce(multi30k_dir, tmp_path, config, log=messages.append, only=["table1", "batch"])
+    # Table 1's runs are not repeated; its M3L run (batch 32, the default) is also Figure 5's
+    # point at 32; what is left: Figure 5 at 16, Figure 6 at 16 and 32.
+    assert any("line 5 is incomplete" in m for m in messages)
+    assert any("7 distinct runs planned, 3 to do" in m for m in messages)
+    records = [json.loads(line) for i, line in enumerate(_lines(runs)) if i != 4]
+    assert len(records) == 7 and records[:4] == first
+    exp = results["experiments"]
+    assert exp["fig5_batch"]["32"][0]["metrics"] == exp["table1"]["m3l"][0]["metrics"]
+    assert set(exp["fig6_batch"]) == {"16", "32"}
+    assert (tmp_path / "fig5_batch.png").stat().st_size > 5000
+    # Another configuration (more epochs) is another run: it is done, not read from the file.
+    longer = ReproduceConfig(**{**config.__dict__, "num_epochs": 2, "batch_sizes": [16]})
+    messages.clear()
+    reproduce(multi30k_dir, tmp_path, longer, log=messages.append, only=["batch"])
+    assert any("2 distinct runs planned, 2 to do" in m for m in messages)
+
+
+def test_reproduce_names_an_unknown_experiment(tmp_path):
+    with pytest.raises(ValueError, match="table9"):
+        reproduce(None, tmp_path, ReproduceConfig.quick(), only=["table1", "table9"])
