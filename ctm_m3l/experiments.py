@@ -3,9 +3,13 @@ ablations (Figures 3-6), with several seeds, as JSON, Markdown tables and line p
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import pickle
+import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,7 +214,7 @@ def _append_run(path: Path, record: dict) -> None:
 
 def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig | None = None,
               cache_dir: str | Path | None = None, device: Any = None, log=print,
-              only: Sequence[str] | None = None) -> dict:
+              only: Sequence[str] | None = None, jobs: int = 1) -> dict:
     """Run the experiments of ``config`` and write ``results.json``, ``tables.md`` and the
     figures into ``out``.  Returns the results.
 
@@ -225,7 +229,14 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
     Args:
         only: experiments to run, some of :data:`EXPERIMENTS` (``"table1"``, ``"table2"``,
             ``"topics"``, ``"batch"``, ``"table4"``); default all.
+        jobs: runs trained at once, each in its own process with ``cpu_count // jobs`` torch
+            threads.  A step of these small networks is bound by per-operator overhead more
+            than by arithmetic, so on 2 cores 2 one-thread jobs finish ~1.7x the runs per hour
+            of one two-thread job (``benchmarks/train_speed.py`` with ``OMP_NUM_THREADS``).
+            Runs finish out of order; each is still recorded as soon as it finishes.
     """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     config = config or ReproduceConfig()
     only = tuple(EXPERIMENTS if only is None else only)
     unknown = [name for name in only if name not in EXPERIMENTS]
@@ -239,29 +250,106 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
     distinct = _distinct(plan, config)
     todo = [run for key, run in distinct.items() if key not in done]
     log(f"{len(distinct)} distinct runs planned, {len(todo)} to do (finished runs are kept in {runs_path})")
-    prepared: dict[int, tuple] = {}
     started = time.perf_counter()
-    for number, run in enumerate(todo, 1):
-        if run.combo not in prepared:
-            log(f"encoders {config.encoder_combos[run.combo]}: preparing data")
-            prepared = {run.combo: _prepare(root, config, config.encoder_combos[run.combo], cache_dir, device)}
-        prep, train, test = prepared[run.combo]
-        views = [v for v in prep.views if run.views == "all" or v.kind == "text"]
-        length = config.pltm_iterations if run.system == "pltm" else config.num_epochs
-        log(f"[{number}/{len(todo)}] {run.system} on {run.views} views, K={run.n_components}, "
-            f"batch {run.batch_size or 'default'}, seed {run.seed}")
-        result = run_system(run.system, views, train, test, run.n_components, length, run.seed,
-                            batch_size=run.batch_size, device=device)
+    if jobs > 1 and len(todo) > 1:
+        finished = _run_in_parallel(todo, config, root, cache_dir, device, jobs, log)
+    else:
+        finished = _run_serially(todo, config, root, cache_dir, device, log)
+    for number, (run, result) in enumerate(finished, 1):
         record = {"key": run.key(config), "run": asdict(run), **result}
         _append_run(runs_path, record)
         done[record["key"]] = record
         left = (time.perf_counter() - started) / number * (len(todo) - number)
         shown = [key for key in _HEADLINE if key in result["metrics"]]
-        log(f"  {result['model']} in {_duration(result['seconds'])}: "
+        log(f"  [{number}/{len(todo)} done] {result['model']} ({_describe(run)}) in {_duration(result['seconds'])}: "
             + ", ".join(f"{key}={result['metrics'][key]:.3f}" for key in shown)
             + (f"; about {_duration(left)} left" if left else ""))
         _report(out, config, plan, done, figures=False)
     return _report(out, config, plan, done, figures=True)
+
+
+def _describe(run: _Run) -> str:
+    return f"{run.views} views, K={run.n_components}, batch {run.batch_size or 'default'}, seed {run.seed}"
+
+
+def _train_and_evaluate(run: _Run, config: ReproduceConfig, views, train, test, device) -> dict:
+    views = [v for v in views if run.views == "all" or v.kind == "text"]
+    length = config.pltm_iterations if run.system == "pltm" else config.num_epochs
+    return run_system(run.system, views, train, test, run.n_components, length, run.seed,
+                      batch_size=run.batch_size, device=device)
+
+
+def _run_serially(todo, config, root, cache_dir, device, log):
+    """``(run, result)`` of every run of ``todo``, one after another in this process."""
+    prepared: dict[int, tuple] = {}
+    for number, run in enumerate(todo, 1):
+        if run.combo not in prepared:
+            log(f"encoders {config.encoder_combos[run.combo]}: preparing data")
+            prepared = {run.combo: _prepare(root, config, config.encoder_combos[run.combo], cache_dir, device)}
+        prep, train, test = prepared[run.combo]
+        log(f"[{number}/{len(todo)}] {run.system} on {_describe(run)}")
+        yield run, _train_and_evaluate(run, config, prep.views, train, test, device)
+
+
+# Data prepared by the parent process, loaded once per worker process: {pickle path: (views, train, test)}.
+_WORKER_DATA: dict[str, tuple] = {}
+
+
+def _start_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _worker_run(data_path: str, run: _Run, config: ReproduceConfig, device) -> dict:
+    if data_path not in _WORKER_DATA:
+        _WORKER_DATA.clear()
+        with open(data_path, "rb") as handle:
+            _WORKER_DATA[data_path] = pickle.load(handle)
+    views, train, test = _WORKER_DATA[data_path]
+    return _train_and_evaluate(run, config, views, train, test, device)
+
+
+def _run_in_parallel(todo, config, root, cache_dir, device, jobs: int, log):
+    """``(run, result)`` of every run of ``todo`` as they finish, ``jobs`` at a time in worker
+    processes.  Data is encoded once, here, and handed to the workers through a temporary
+    file.  When a run fails, no new run starts; the runs in progress finish (and are yielded,
+    so they are recorded) before the failure is raised."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with tempfile.TemporaryDirectory(prefix="ctm-m3l-reproduce-") as scratch:
+        data_paths = {}
+        for combo in dict.fromkeys(run.combo for run in todo):
+            log(f"encoders {config.encoder_combos[combo]}: preparing data")
+            prep, train, test = _prepare(root, config, config.encoder_combos[combo], cache_dir, device)
+            data_paths[combo] = str(Path(scratch) / f"data{combo}.pickle")
+            with open(data_paths[combo], "wb") as handle:
+                pickle.dump((prep.views, train, test), handle, protocol=pickle.HIGHEST_PROTOCOL)
+            del prep, train, test
+        log(f"{len(todo)} runs, {jobs} at a time ({threads} torch thread(s) each)")
+        context = multiprocessing.get_context("spawn")  # fork and torch's thread pools do not mix
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads,)) as pool:
+            futures = {pool.submit(_worker_run, data_paths[run.combo], run, config, device): run for run in todo}
+            failure = None
+            try:
+                for future in as_completed(futures):
+                    run = futures[future]
+                    if future.cancelled():
+                        continue
+                    try:
+                        result = future.result()
+                    except Exception as error:  # noqa: BLE001 - re-raised below, after the runs in progress
+                        if failure is None:
+                            failure = (run, error)
+                            for pending in futures:
+                                pending.cancel()
+                        continue
+                    yield run, result
+            finally:
+                for pending in futures:
+                    pending.cancel()
+            if failure is not None:
+                run, error = failure
+                raise RuntimeError(f"{run.system} on {_describe(run)} failed: {error}") from error
 
 
 _HEADLINE = ("mrr_en_de", "uap_en_image", "uap_de_image", "npmi_en", "npmi_de")

@@ -61,3 +61,34 @@ def test_reproduce_continues_an_interrupted_run_and_shares_runs(tmp_path, multi3
 def test_reproduce_names_an_unknown_experiment(tmp_path):
     with pytest.raises(ValueError, match="table9"):
         reproduce(None, tmp_path, ReproduceConfig.quick(), only=["table1", "table9"])
+
+
+def test_reproduce_jobs_train_runs_in_worker_processes_with_the_same_results(tmp_path, multi30k_dir):
+    import os
+
+    import torch
+
+    config = ReproduceConfig(n_train=300, n_test=40, n_components=3, num_epochs=2, pltm_iterations=5, seeds=[0],
+                             topic_numbers=[3], batch_sizes=[16, 32])
+    messages = []
+    parallel = reproduce(multi30k_dir, tmp_path / "parallel", config, log=messages.append, only=["table1"], jobs=2)
+    assert any("4 runs, 2 at a time" in m for m in messages)
+    assert sum("done]" in m for m in messages) == 4
+    records = [json.loads(line) for line in _lines(tmp_path / "parallel" / "runs.jsonl")]
+    assert sorted(r["run"]["system"] for r in records) == ["m3l", "pltm", "zeroshot", "zeroshot-kd"]
+    # Each worker trains with cpu_count // jobs threads; the same thread count here gives the
+    # same numbers: a worker process changes nothing but where a run is computed.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        serial = reproduce(multi30k_dir, tmp_path / "serial", config, log=lambda *_: None, only=["table1"])
+    finally:
+        torch.set_num_threads(threads)
+    for system in ("pltm", "zeroshot", "zeroshot-kd", "m3l"):
+        assert parallel["experiments"]["table1"][system][0]["metrics"] == serial["experiments"]["table1"][system][0][
+            "metrics"], system
+
+
+def test_reproduce_rejects_zero_jobs(tmp_path):
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        reproduce(None, tmp_path, ReproduceConfig.quick(), jobs=0)
