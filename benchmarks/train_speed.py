@@ -39,6 +39,8 @@ def main():
     parser.add_argument("--batch-size", type=int, nargs="+", default=[64, 32])
     parser.add_argument("--rounds", type=int, default=5, help="alternating CTM / M3LTM epoch pairs")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="leave out M3LTM(torch_compile=True)")
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = load_multi30k("train", root=args.data, limit=args.n)
@@ -57,18 +59,25 @@ def main():
                          batch_size=batch_size, num_epochs=1, num_data_loader_workers=0)
         ctm.device = torch.device(args.device)
         ctm.model.to(ctm.device)
-        m3l = M3LTM(views=["en", "de", "image"], n_components=100, batch_size=batch_size, num_epochs=1,
-                    device=args.device, random_state=0)
-        ctm_epoch = lambda: ctm.fit(ctm_data, n_samples=1, do_train_predictions=False)  # noqa: E731
-        m3l_epoch = lambda: m3l.fit(data, progress_bar=False)  # noqa: E731
-        ctm_epoch(), m3l_epoch()  # warm-up
-        rounds = [(timed(ctm_epoch), timed(m3l_epoch)) for _ in range(args.rounds)]
-        ctm_s = float(np.median([c for c, _ in rounds]))
-        m3l_s = float(np.median([m for _, m in rounds]))
-        ratio = float(np.median([m / c for c, m in rounds]))
-        print(f"batch {batch_size}: rounds (CTM s, M3LTM s) {[(round(c, 2), round(m, 2)) for c, m in rounds]}")
-        print(f"batch {batch_size}: CTM ZeroShotTM 1 view {ctm_s:.2f} s/epoch | M3LTM 3 views {m3l_s:.2f} s/epoch "
-              f"| ratio {ratio:.2f} (median of rounds) | M3LTM {n / m3l_s:,.0f} tuples/s", flush=True)
+        models = {"M3LTM": M3LTM(views=["en", "de", "image"], n_components=100, batch_size=batch_size,
+                                 num_epochs=1, device=args.device, random_state=0)}
+        if args.compile:
+            models["M3LTM compiled"] = M3LTM(views=["en", "de", "image"], n_components=100, batch_size=batch_size,
+                                             num_epochs=1, device=args.device, random_state=0, torch_compile=True)
+        epochs = {"CTM": lambda: ctm.fit(ctm_data, n_samples=1, do_train_predictions=False)}
+        for name, model in models.items():
+            epochs[name] = lambda model=model: model.fit(data, progress_bar=False)
+        for name, epoch in epochs.items():  # warm-up (and, compiled, the one-off compilation)
+            print(f"batch {batch_size}: {name} warm-up epoch {timed(epoch):.1f} s", flush=True)
+        rounds = [{name: timed(epoch) for name, epoch in epochs.items()} for _ in range(args.rounds)]
+        print(f"batch {batch_size}: rounds (s) {[{k: round(v, 2) for k, v in r.items()} for r in rounds]}")
+        ctm_s = float(np.median([r["CTM"] for r in rounds]))
+        line = [f"batch {batch_size}: CTM ZeroShotTM 1 view {ctm_s:.2f} s/epoch"]
+        for name in models:
+            seconds = float(np.median([r[name] for r in rounds]))
+            ratio = float(np.median([r[name] / r["CTM"] for r in rounds]))
+            line.append(f"{name} 3 views {seconds:.2f} s/epoch, ratio {ratio:.2f}, {n / seconds:,.0f} tuples/s")
+        print(" | ".join(line) + " (ratios: median of rounds)", flush=True)
     print(f"peak memory (process RSS): {peak_rss_mib():,.0f} MiB")
 
 

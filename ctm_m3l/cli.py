@@ -41,7 +41,7 @@ def cmd_fit(args) -> int:
     prep = M3LDataPreparation(views, cache_dir=args.cache_dir, device=args.device, show_progress_bar=True)
     train = prep.fit(args.train, custom_embeddings=_embeddings(args.embeddings) or None)
     model = build_system("m3l", views, train, args.n_components, args.num_epochs, args.seed, args.batch_size,
-                         args.device, lr=args.lr)
+                         args.device, lr=args.lr, torch_compile=args.torch_compile)
     model.fit(train, verbose=args.verbose, distributed=args.distributed,
               checkpoint_dir=args.checkpoint_dir, resume_from=args.resume_from)
     if not model.is_main_process:
@@ -58,7 +58,7 @@ DEFAULT_BATCH_SIZES = {"m3l": 32, "zeroshot": 64, "zeroshot-kd": 64}
 
 
 def build_system(name: str, views, train, n_components: int, num_epochs: int, seed, batch_size: int | None,
-                 device=None, lr: float = 2e-3):
+                 device=None, lr: float = 2e-3, torch_compile: bool = False):
     """The system ``name`` for these views (baselines get an MCSE aligner when the views'
     embeddings live in different spaces, and say so in their name)."""
     from .baselines import PLTM, EmbeddingRetrieval, KDBaseline, MCSEAligner, ZeroShotBaseline
@@ -69,7 +69,8 @@ def build_system(name: str, views, train, n_components: int, num_epochs: int, se
     unaligned = len({train.embeddings[v].shape[1] for v in names}) > 1
     if name == "m3l":
         return M3LTM(views=names, n_components=n_components, num_epochs=num_epochs, lr=lr,
-                     batch_size=batch_size or DEFAULT_BATCH_SIZES["m3l"], device=device, random_state=seed)
+                     batch_size=batch_size or DEFAULT_BATCH_SIZES["m3l"], device=device, random_state=seed,
+                     torch_compile=torch_compile)
     if name == "zeroshot":
         aligner = MCSEAligner(names, random_state=seed) if unaligned else None
         return ZeroShotBaseline(texts[0], names, aligner=aligner, n_components=n_components, lr=lr,
@@ -205,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--verbose", action="store_true", help="print every loss term per epoch")
     fit.add_argument("--distributed", action="store_true",
                      help="data-parallel training; launch with torchrun --nproc_per_node=N (batch size is per rank)")
+    fit.add_argument("--torch-compile", action="store_true",
+                     help="compile the training step with torch.compile: ~0.65-0.85x the step time on CPU after a "
+                          "~40 s compilation (needs a C++ compiler; falls back to eager with a warning)")
     fit.add_argument("--checkpoint-dir", default=None, help="write a resumable checkpoint there every epoch")
     fit.add_argument("--resume-from", default=None, help="continue a killed run from its checkpoint")
     fit.set_defaults(func=cmd_fit)

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 
@@ -9,7 +10,7 @@ from ctm_m3l.cli import main
 from planted import planted_tuples
 
 
-def test_fit_topics_infer(tmp_path, capsys):
+def _write_tuples(tmp_path):
     rows, emb, _ = planted_tuples(120, n_topics=4, images=(), seed=0)
     with open(tmp_path / "train.jsonl", "w") as fh:
         for r in rows[:100]:
@@ -20,6 +21,10 @@ def test_fit_topics_infer(tmp_path, capsys):
     for v in ("en", "de"):
         np.save(tmp_path / f"{v}.npy", emb[v][:100])
     np.save(tmp_path / "de_new.npy", emb["de"][100:])
+
+
+def test_fit_topics_infer(tmp_path, capsys):
+    _write_tuples(tmp_path)
     code = main(["fit", "--train", str(tmp_path / "train.jsonl"), "--views", "en,de",
                  "--embeddings", f"en={tmp_path / 'en.npy'}", f"de={tmp_path / 'de.npy'}",
                  "--n-components", "4", "--num-epochs", "3", "--seed", "0", "--output", str(tmp_path / "model")])
@@ -33,6 +38,20 @@ def test_fit_topics_infer(tmp_path, capsys):
     assert lines[0] == "id,topic_0,topic_1,topic_2,topic_3"
     assert len(lines) == 21 and lines[1].startswith("t100,")
     assert abs(sum(float(x) for x in lines[1].split(",")[1:]) - 1) < 1e-4
+
+
+def test_fit_with_torch_compile(tmp_path, capsys):
+    _write_tuples(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(["fit", "--train", str(tmp_path / "train.jsonl"), "--views", "en,de", "--torch-compile",
+                     "--embeddings", f"en={tmp_path / 'en.npy'}", f"de={tmp_path / 'de.npy'}", "--n-components", "4",
+                     "--num-epochs", "2", "--seed", "0", "--output", str(tmp_path / "model")])
+    assert code == 0
+    assert not [w for w in caught if "torch.compile failed" in str(w.message)]
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["settings"]["torch_compile"] is True and len(config["history"]) == 2
+    assert main(["topics", str(tmp_path / "model"), "--k", "3"]) == 0  # loads and runs like any model
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):

@@ -1,0 +1,79 @@
+"""M3LTM(torch_compile=True): the compiled objective computes the eager one, and trains."""
+import warnings
+from unittest import mock
+
+import numpy as np
+import torch
+
+from ctm_m3l import M3LTM
+from planted import mrr
+from test_model import K, VIEWS, prepare
+
+
+def _terms_and_gradients(model, data, batch):
+    model.model.zero_grad(set_to_none=True)
+    terms = model._batch_terms(data, batch)
+    terms["loss"].backward()
+    grads = {name: p.grad.clone() for name, p in model.model.named_parameters() if p.grad is not None}
+    return {key: value.detach() for key, value in terms.items()}, grads
+
+
+def test_compiled_objective_equals_the_eager_one():
+    _, train, _ = prepare(n_train=64, n_test=8, image_share=0.6, seed=3)
+    model = M3LTM(views=VIEWS, n_components=K, dropout=0.0, random_state=0)  # no dropout: same randomness
+    model._bind(train)
+    model.model.train()
+    data = model._device_data(train)
+    model._compiled = torch.compile(model._terms, dynamic=False)  # what fit(torch_compile) sets
+    batch = np.arange(32)
+    assert not data["mask"][batch].all()  # some tuples lack the image: the masked terms are compiled too
+    for compiled in (True, False):
+        if not compiled:
+            model._compiled = None
+        torch.manual_seed(1)  # the same noise
+        got = _terms_and_gradients(model, data, batch)
+        if compiled:
+            fast = got
+    (fast_terms, fast_grads), (terms, grads) = fast, got
+    for key in terms:
+        torch.testing.assert_close(fast_terms[key], terms[key], rtol=1e-4, atol=1e-4, msg=key)
+    assert set(fast_grads) == set(grads)
+    # float32 sums in another order: compared at the scale of the largest gradient (~1e3). Some
+    # gradients are 0 up to rounding (posterior_bias, removed by the batch norm after it).
+    scale = max(g.abs().max().item() for g in grads.values())
+    for name in grads:
+        assert (fast_grads[name] - grads[name]).abs().max().item() <= 1e-5 * scale, name
+    assert (fast_grads["topic_word.0"] - grads["topic_word.0"]).norm() <= 1e-5 * grads["topic_word.0"].norm()
+
+
+def test_compiled_fit_learns_the_planted_topics():
+    _, train, test = prepare(n_train=600, n_test=200, image_share=0.7, seed=2)
+    model = M3LTM(views=VIEWS, n_components=K, num_epochs=25, random_state=0, torch_compile=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(train, progress_bar=False)
+    assert not [w for w in caught if "torch.compile failed" in str(w.message)]  # it did run compiled
+    assert model._compiled is None  # released after fit: the model pickles and saves as before
+    assert model.history[-1]["loss"] < model.history[0]["loss"]
+    has = test.has_view("image")
+    theta_en = model.get_thetas(test, view="en", seed=0)
+    theta_de = model.get_thetas(test, view="de", seed=0)
+    chance = np.mean(1.0 / np.arange(1, len(test) + 1))
+    assert mrr(theta_en, theta_de) > 5 * chance
+    theta_img = model.get_thetas(test, view="image", seed=0)[has]
+    assert mrr(theta_en[has], theta_img) > 5 * np.mean(1.0 / np.arange(1, has.sum() + 1))
+
+
+def test_a_machine_without_a_cpp_compiler_trains_eagerly_with_a_warning():
+    _, train, _ = prepare(n_train=100, n_test=8, seed=3)
+    model = M3LTM(views=VIEWS, n_components=K, num_epochs=2, random_state=0, torch_compile=True)
+    # Inductor's CPU backend needs a C++ compiler; point it at one that does not exist (and
+    # skip its on-disk cache of graphs compiled by earlier tests).
+    with mock.patch.object(torch._inductor.config, "fx_graph_cache", False), \
+            mock.patch.object(torch._inductor.config.cpp, "cxx", ("/nonexistent/g++",)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(train, progress_bar=False)
+    failures = [str(w.message) for w in caught if "torch.compile failed" in str(w.message)]
+    assert len(failures) == 1 and "compiler" in failures[0]
+    assert len(model.history) == 2 and all(np.isfinite(r["loss"]) for r in model.history)
