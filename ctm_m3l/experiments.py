@@ -233,7 +233,9 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
             threads.  A step of these small networks is bound by per-operator overhead more
             than by arithmetic, so on 2 cores 2 one-thread jobs finish ~1.7x the runs per hour
             of one two-thread job (``benchmarks/train_speed.py`` with ``OMP_NUM_THREADS``).
-            Runs finish out of order; each is still recorded as soon as it finishes.
+            Runs finish out of order; each is still recorded as soon as it finishes.  Workers
+            are started with ``spawn``: in a script, call ``reproduce`` under
+            ``if __name__ == "__main__":`` (the CLI and notebooks need nothing).
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")

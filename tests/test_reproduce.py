@@ -92,3 +92,15 @@ def test_reproduce_jobs_train_runs_in_worker_processes_with_the_same_results(tmp
 def test_reproduce_rejects_zero_jobs(tmp_path):
     with pytest.raises(ValueError, match="jobs must be at least 1"):
         reproduce(None, tmp_path, ReproduceConfig.quick(), jobs=0)
+
+
+def test_reproduce_jobs_records_the_finished_runs_when_one_fails(tmp_path, multi30k_dir):
+    # The topic ablation at K=0 cannot be built: Table 1's runs (planned first) finish and are
+    # kept; the error names the run that failed.
+    config = ReproduceConfig(n_train=200, n_test=30, n_components=3, num_epochs=1, pltm_iterations=5, seeds=[0],
+                             topic_numbers=[0], batch_sizes=[16])
+    with pytest.raises(RuntimeError, match=r"on text views, K=0, .* failed: n_components must be"):
+        reproduce(multi30k_dir, tmp_path, config, log=lambda *_: None, only=["table1", "topics"], jobs=2)
+    records = [json.loads(line) for line in _lines(tmp_path / "runs.jsonl")]
+    assert sorted(r["run"]["system"] for r in records) == ["m3l", "pltm", "zeroshot", "zeroshot-kd"]
+    assert all(r["run"]["n_components"] == 3 for r in records)
