@@ -2,6 +2,7 @@
 ablations (Figures 3-6), with several seeds, as JSON, Markdown tables and line plots."""
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -293,22 +294,22 @@ def _run_serially(todo, config, root, cache_dir, device, log):
         yield run, _train_and_evaluate(run, config, prep.views, train, test, device)
 
 
-# Data prepared by the parent process, loaded once per worker process: {pickle path: (views, train, test)}.
-_WORKER_DATA: dict[str, tuple] = {}
-
-
 def _start_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
 
 
+@functools.lru_cache(maxsize=1)
+def _load_prepared(data_path: str) -> tuple:
+    """``(views, train, test)`` the parent process prepared; loaded once per worker (and per
+    encoder combination)."""
+    with open(data_path, "rb") as handle:
+        return pickle.load(handle)
+
+
 def _worker_run(data_path: str, run: _Run, config: ReproduceConfig, device) -> dict:
-    if data_path not in _WORKER_DATA:
-        _WORKER_DATA.clear()
-        with open(data_path, "rb") as handle:
-            _WORKER_DATA[data_path] = pickle.load(handle)
-    views, train, test = _WORKER_DATA[data_path]
+    views, train, test = _load_prepared(data_path)
     return _train_and_evaluate(run, config, views, train, test, device)
 
 
@@ -342,13 +343,11 @@ def _run_in_parallel(todo, config, root, cache_dir, device, jobs: int, log):
                     except Exception as error:  # noqa: BLE001 - re-raised below, after the runs in progress
                         if failure is None:
                             failure = (run, error)
-                            for pending in futures:
-                                pending.cancel()
+                            pool.shutdown(wait=False, cancel_futures=True)  # no new run starts
                         continue
                     yield run, result
             finally:
-                for pending in futures:
-                    pending.cancel()
+                pool.shutdown(wait=False, cancel_futures=True)
             if failure is not None:
                 run, error = failure
                 raise RuntimeError(f"{run.system} on {_describe(run)} failed: {error}") from error
