@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--distributed", action="store_true",
                      help="data-parallel training; launch with torchrun --nproc_per_node=N (batch size is per rank)")
     fit.add_argument("--torch-compile", action="store_true",
-                     help="compile the training step with torch.compile: ~0.65-0.75x the step time on CPU after a "
+                     help="compile the training step with torch.compile: ~0.65-0.8x the epoch time on CPU after a "
                           "~40 s compilation (needs a C++ compiler; falls back to eager with a warning)")
     fit.add_argument("--checkpoint-dir", default=None, help="write a resumable checkpoint there every epoch")
     fit.add_argument("--resume-from", default=None, help="continue a killed run from its checkpoint")

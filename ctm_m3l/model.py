@@ -91,12 +91,12 @@ class M3LTM(ZeroShotTM):
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default: CUDA when available).
         random_state: seed for initialisation, batch order and sampling; None for fresh randomness.
         torch_compile: compile the training objective with ``torch.compile`` (static shapes,
-            each batch's bags of words made dense on the device).  On CPU a step costs about
-            0.65x (batch 64) / 0.7x (batch 32) of the eager one after a one-off compilation of
+            each batch's bags of words made dense on the device).  On CPU an epoch takes about
+            0.8x (batch 64) / 0.65x (batch 32) of the eager one after a one-off compilation of
             ~40 s (cached on disk by PyTorch after that; ``benchmarks/train_speed.py``).  Needs
             a C++ compiler; when compilation fails training goes on eagerly with a warning.
-            Dropout draws other random numbers when compiled, so a compiled and an eager fit
-            with one seed differ (each is reproducible).  Single-process training only.
+            Dropout draws from torch's generator as eagerly, so a compiled fit follows the eager
+            fit with the same seed (up to float rounding).  Single-process training only.
         num_data_loader_workers: accepted for CTM compatibility; unused (batches are indexed
             on the device, with no DataLoader).
     """
@@ -310,13 +310,13 @@ class M3LTM(ZeroShotTM):
         indptr_host = bow["indptr_host"]
         total = int((indptr_host[rows_host + 1] - indptr_host[rows_host]).sum())
         indptr = bow["indptr"]
-        starts = indptr[rows]
-        counts = indptr[rows + 1] - starts
+        starts = indptr.index_select(0, rows)
+        counts = indptr.index_select(0, rows + 1) - starts
         row_of = torch.repeat_interleave(torch.arange(len(rows_host), device=self.device), counts,
                                          output_size=total)
         offsets = torch.cumsum(counts, 0) - counts
-        position = (starts - offsets)[row_of] + torch.arange(total, device=self.device)
-        return row_of, bow["indices"][position], bow["data"][position]
+        position = (starts - offsets).index_select(0, row_of) + torch.arange(total, device=self.device)
+        return row_of, bow["indices"].index_select(0, position), bow["data"].index_select(0, position)
 
     # -- the objective ------------------------------------------------------------------------
     def _batch_terms(self, data: dict, batch_host: np.ndarray) -> dict[str, torch.Tensor]:
@@ -331,8 +331,11 @@ class M3LTM(ZeroShotTM):
         net = self.model
         dist_info = self._dist
         n_views, k = len(self.views), self.n_components
-        bounds = np.linspace(0, len(batch_host), self._world + 1).round().astype(int)
-        rank = dist_info["rank"] if dist_info else 0
+        if dist_info:
+            bounds = np.linspace(0, len(batch_host), self._world + 1).round().astype(int)
+            rank = dist_info["rank"]
+        else:
+            bounds, rank = (0, len(batch_host)), 0
         local_host = batch_host[bounds[rank]:bounds[rank + 1]]
         batch = torch.from_numpy(local_host).to(self.device)
         mask_host = data["mask"][local_host]  # (b, V) on the host: no device sync to plan the batch
@@ -341,7 +344,7 @@ class M3LTM(ZeroShotTM):
         # all_reduce must have the same shape everywhere.
         present = None if mask_host.all() and not dist_info else \
             torch.from_numpy(np.ascontiguousarray(mask_host.T)).to(self.device)
-        embeddings = [e[batch] for e in data["embeddings"]]
+        embeddings = [e.index_select(0, batch) for e in data["embeddings"]]
         # Noise for the whole global batch (the same draw on every rank), this rank's rows.
         noise = torch.randn(n_views, len(batch_host), k, device=self.device)[:, bounds[rank]:bounds[rank + 1]]
         bow = self._bow_entries(data["bow"], batch, local_host)
@@ -373,9 +376,7 @@ class M3LTM(ZeroShotTM):
         net = self.model
         mu, logvar = net.posteriors(embeddings, present)
         theta = net.theta_from_noise(mu, logvar, noise)  # (V, b, K)
-        log_probs = [net.word_log_probs(language, theta[a], None if present is None else present[a])
-                     for language, a in enumerate(net.language_views)]
-        log_probs = torch.cat(log_probs, dim=1) if len(log_probs) > 1 else log_probs[0]
+        log_probs = net.all_word_log_probs(theta, present)  # (b, W): every language side by side
         rec = (reconstruction_loss(bow, log_probs) if isinstance(bow, torch.Tensor)
                else sparse_reconstruction_loss(log_probs, *bow)).sum()
         kl = prior_kl(mu, logvar, net.prior_mean, net.prior_variance)  # (V, b)
@@ -500,7 +501,10 @@ class M3LTM(ZeroShotTM):
                 warnings.warn("torch_compile is for single-process training; distributed training runs eagerly")
         elif self.torch_compile:
             # Static shapes: one graph per batch size met (the full batches and the last one).
-            self._compiled = torch.compile(self._terms, dynamic=False)
+            # fallback_random: dropout draws from torch's own generator, as eagerly, so a
+            # compiled fit draws the same masks as an eager fit with the same seed (and, on
+            # CPU, faster than inductor's per-element generator).
+            self._compiled = torch.compile(self._terms, dynamic=False, options={"fallback_random": True})
         main = self.is_main_process
         progress_bar, verbose = progress_bar and main, verbose and main
         generator = torch.Generator()

@@ -97,7 +97,8 @@ class MultiViewDecoderNetwork(nn.Module):
     Parameters (``V`` views, ``H`` hidden sizes): ``input_weight[v]`` ``(H_0, d_v)`` and
     ``input_bias`` ``(V, H_0)``; ``hidden_weight[i]`` ``(V, H_i+1, H_i)``;
     ``posterior_weight`` ``(V, 2K, H_last)`` whose first ``K`` rows give ``mu`` and last ``K``
-    give ``log sigma^2`` (two linear layers side by side); ``topic_word[l]`` ``(K, W_l)``.
+    give ``log sigma^2`` (two linear layers side by side); ``topic_words`` ``(L, K, W_max)``,
+    whose ``topic_word[l]`` ``(K, W_l)`` is language ``l``'s.
     """
 
     def __init__(self, embedding_sizes: Sequence[int], vocabulary_sizes: dict[int, int],
@@ -134,16 +135,20 @@ class MultiViewDecoderNetwork(nn.Module):
         self.register_buffer("posterior_running_var", torch.ones(n_views * 2 * k))
 
         # One topic-word matrix per language, all indexed by the same K topics: aligned topics.
-        self.topic_word = nn.ParameterList()
-        for view in self.language_views:
-            beta = nn.Parameter(torch.empty(k, vocabulary_sizes[view]))
-            nn.init.xavier_uniform_(beta)
-            self.topic_word.append(beta)
+        # Stored stacked, (L, K, W_max), narrower vocabularies padded with zero columns that no
+        # computation reads (so they get no gradient and stay zero): the decoders of all
+        # languages are one batched product, with nothing to stack per step.
+        self.vocabulary_sizes = [vocabulary_sizes[view] for view in self.language_views]
+        self.topic_words = nn.Parameter(torch.zeros(len(self.language_views), k,
+                                                    max(self.vocabulary_sizes, default=0)))
+        for language, width in enumerate(self.vocabulary_sizes):
+            with torch.no_grad():
+                beta = torch.empty(k, width)
+                nn.init.xavier_uniform_(beta)
+                self.topic_words[language, :, :width] = beta
             # As CTM: normalises each word's logit over the batch (prodLDA) or over topics (LDA).
-            self.register_buffer(f"topic_word_running_mean_{len(self.topic_word) - 1}",
-                                 torch.zeros(vocabulary_sizes[view]))
-            self.register_buffer(f"topic_word_running_var_{len(self.topic_word) - 1}",
-                                 torch.ones(vocabulary_sizes[view]))
+            self.register_buffer(f"topic_word_running_mean_{language}", torch.zeros(width))
+            self.register_buffer(f"topic_word_running_var_{language}", torch.ones(width))
         prior_mean = torch.zeros(k)
         prior_variance = torch.full((k,), 1.0 - 1.0 / k)
         if learn_priors:
@@ -152,6 +157,24 @@ class MultiViewDecoderNetwork(nn.Module):
         else:
             self.register_buffer("prior_mean", prior_mean)
             self.register_buffer("prior_variance", prior_variance)
+
+    @property
+    def topic_word(self) -> list[torch.Tensor]:
+        """Every language's ``(K, W_l)`` topic-word matrix (CTM's ``beta``), as views of
+        :attr:`topic_words`."""
+        return [self.topic_words[language, :, :width] for language, width in enumerate(self.vocabulary_sizes)]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Models saved before the topic-word matrices were stacked (0.1.0 development
+        # versions: topic_word.0, topic_word.1... one parameter per language): stack them.
+        old = [f"{prefix}topic_word.{language}" for language in range(len(self.vocabulary_sizes))]
+        if f"{prefix}topic_words" not in state_dict and old and all(key in state_dict for key in old):
+            stacked = torch.zeros_like(self.topic_words)
+            for language, key in enumerate(old):
+                beta = state_dict.pop(key)
+                stacked[language, :, :beta.shape[1]] = beta
+            state_dict[f"{prefix}topic_words"] = stacked
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def use_global_batch_norm(self) -> None:
         """Normalise over the global batch of all ranks (data-parallel training)."""
@@ -231,6 +254,40 @@ class MultiViewDecoderNetwork(nn.Module):
         # LDA normalises beta itself (rows = topics), identical on every rank: no global stats.
         topic_word = F.softmax(batch_norm(beta, running_mean, running_var, self.training), dim=-1)
         return torch.log(theta @ topic_word + 1e-10)
+
+    def all_word_log_probs(self, theta: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """``(n, W_1 + ... + W_L)``: every language's log word distribution side by side, each
+        decoded from its own view's topic proportions in ``theta`` ``(V, n, K)`` (all views, as
+        :meth:`posteriors` gives them); ``present`` ``(V, n)`` bool or ``None`` as there.
+
+        Same values as :meth:`word_log_probs` per language, but for prodLDA the languages'
+        topic-word products run as one batched matrix product over :attr:`topic_words` (the
+        padding columns' products are cut off again): one call that keeps every core busy
+        instead of one small product per language.
+        """
+        languages = self.language_views
+        if self.model_type != "prodLDA" or len(languages) == 1:
+            parts = [self.word_log_probs(language, theta[a], None if present is None else present[a])
+                     for language, a in enumerate(languages)]
+            return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        contiguous = languages == list(range(languages[0], languages[-1] + 1))
+        theta = theta[languages[0]:languages[-1] + 1] if contiguous else theta[languages]  # (L, n, K)
+        theta = F.dropout(theta, self.dropout, self.training)
+        widths = self.vocabulary_sizes
+        widest = self.topic_words.shape[2]
+        # unbind, not indexing: its backward stacks the languages' gradients instead of adding
+        # up one zero-filled (L, n, W_max) gradient per language.
+        products = torch.bmm(theta, self.topic_words).unbind(0)  # L x (n, W_max)
+        parts = []
+        for language, a in enumerate(languages):
+            running_mean, running_var = self._topic_word_stats(language)
+            product = products[language]
+            logits = batch_norm(product if widths[language] == widest else product[:, :widths[language]],
+                                running_mean, running_var,
+                                self.training, mask=None if present is None else present[a].unsqueeze(1),
+                                distributed=self.distributed)
+            parts.append(F.log_softmax(logits, dim=-1))
+        return torch.cat(parts, dim=1)
 
     def topic_word_matrix(self, language: int) -> torch.Tensor:
         """``(K, W)`` weights whose row order ranks each topic's words (CTM's ``beta``;

@@ -106,6 +106,57 @@ def test_masked_batch_norm_without_mask_equals_torch():
     torch.testing.assert_close(rv, bn.running_var)
 
 
+@pytest.mark.parametrize("vocabularies", [{0: 9, 1: 6}, {0: 9, 2: 9}, {1: 6, 2: 9}])
+@pytest.mark.parametrize("masked", [False, True])
+def test_all_languages_in_one_product_equal_each_language_by_hand(vocabularies, masked):
+    """The batched decoder (vocabularies padded to the widest) against prodLDA by hand:
+    log softmax of the batch-normalised theta @ beta over each language's present rows."""
+    torch.manual_seed(0)
+    net = MultiViewDecoderNetwork(SIZES, vocabularies, K, dropout=0.0)
+    with torch.no_grad():
+        for beta in net.topic_word:
+            beta.normal_()
+    n = 8
+    theta = torch.softmax(torch.randn(3, n, K), dim=-1)
+    present = None
+    if masked:
+        present = torch.ones(3, n, dtype=torch.bool)
+        present[net.language_views[1], [1, 4, 6]] = False  # tuples lacking the second language
+    got = net.all_word_log_probs(theta, present)
+    assert got.shape == (n, sum(vocabularies.values()))
+    start = 0
+    for language, view in enumerate(net.language_views):
+        width = vocabularies[view]
+        rows = torch.ones(n, dtype=torch.bool) if present is None else present[view]
+        logits = theta[view] @ net.topic_word[language]
+        mean, var = logits[rows].mean(0), logits[rows].var(0, unbiased=False)
+        want = torch.log_softmax((logits - mean) / torch.sqrt(var + 1e-5), dim=-1)
+        torch.testing.assert_close(got[rows, start:start + width], want[rows], rtol=1e-5, atol=1e-5)
+        unbiased = logits[rows].var(0, unbiased=True)
+        running_mean, running_var = net._topic_word_stats(language)
+        torch.testing.assert_close(running_mean, 0.1 * mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(running_var, 0.9 + 0.1 * unbiased, rtol=1e-5, atol=1e-6)
+        start += width
+    # Gradients reach every topic-word matrix and never the padding of a narrower vocabulary.
+    got.sum().backward()
+    for language, view in enumerate(net.language_views):
+        grad = net.topic_words.grad[language]
+        assert grad[:, :vocabularies[view]].abs().sum() > 0
+        assert (grad[:, vocabularies[view]:] == 0).all()
+
+
+def test_state_dicts_with_one_topic_word_parameter_per_language_still_load():
+    net = network()
+    state = net.state_dict()
+    stacked = state.pop("topic_words")
+    state.update({f"topic_word.{language}": stacked[language, :, :width].clone()
+                  for language, width in enumerate(net.vocabulary_sizes)})  # the earlier layout
+    fresh = MultiViewDecoderNetwork(SIZES, {0: 9, 1: 6}, K, dropout=0.0)
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh.topic_words, net.topic_words)
+    assert (fresh.topic_words[1, :, 6:] == 0).all()
+
+
 def test_sparse_reconstruction_equals_dense():
     torch.manual_seed(0)
     log_probs = torch.log_softmax(torch.randn(5, 30), dim=-1)
