@@ -263,18 +263,18 @@ class MultiViewDecoderNetwork(nn.Module):
         Same values as :meth:`word_log_probs` per language, but for prodLDA the languages'
         topic-word products run as one batched matrix product over :attr:`topic_words` (the
         padding columns' products are cut off again): one call that keeps every core busy
-        instead of one small product per language.
+        instead of one small product per language.  Where padding would make up over a quarter
+        of that product, one product per language instead.
         """
-        languages = self.language_views
-        if self.model_type != "prodLDA" or len(languages) == 1:
+        languages, widths = self.language_views, self.vocabulary_sizes
+        widest = self.topic_words.shape[2]
+        if self.model_type != "prodLDA" or len(languages) == 1 or sum(widths) < 0.75 * len(widths) * widest:
             parts = [self.word_log_probs(language, theta[a], None if present is None else present[a])
                      for language, a in enumerate(languages)]
             return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         contiguous = languages == list(range(languages[0], languages[-1] + 1))
         theta = theta[languages[0]:languages[-1] + 1] if contiguous else theta[languages]  # (L, n, K)
         theta = F.dropout(theta, self.dropout, self.training)
-        widths = self.vocabulary_sizes
-        widest = self.topic_words.shape[2]
         # unbind, not indexing: its backward stacks the languages' gradients instead of adding
         # up one zero-filled (L, n, W_max) gradient per language.
         products = torch.bmm(theta, self.topic_words).unbind(0)  # L x (n, W_max)

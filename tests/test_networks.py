@@ -106,7 +106,8 @@ def test_masked_batch_norm_without_mask_equals_torch():
     torch.testing.assert_close(rv, bn.running_var)
 
 
-@pytest.mark.parametrize("vocabularies", [{0: 9, 1: 6}, {0: 9, 2: 9}, {1: 6, 2: 9}])
+# Padded to the widest, equal widths, other views in between, too narrow to pad (one product each).
+@pytest.mark.parametrize("vocabularies", [{0: 9, 1: 6}, {0: 9, 2: 9}, {1: 6, 2: 9}, {0: 9, 1: 2}])
 @pytest.mark.parametrize("masked", [False, True])
 def test_all_languages_in_one_product_equal_each_language_by_hand(vocabularies, masked):
     """The batched decoder (vocabularies padded to the widest) against prodLDA by hand:
