@@ -34,6 +34,21 @@ def _embeddings(pairs: list[str] | None) -> dict[str, np.ndarray]:
     return out
 
 
+def _m3l_options(args) -> dict:
+    """M3LTM's loss settings from ``--loss-weights KEY=VALUE...``, ``--temperature`` and
+    ``--similarity`` (validated by M3LTM itself)."""
+    weights = {}
+    for pair in args.loss_weights or []:
+        key, sep, value = pair.partition("=")
+        try:
+            weights[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--loss-weights takes KEY=NUMBER (e.g. pair_kl=0.1), got {pair!r}")
+    return {"loss_weights": weights or None, "temperature": args.temperature, "similarity": args.similarity}
+
+
 def cmd_fit(args) -> int:
     from .data import M3LDataPreparation
 
@@ -41,7 +56,7 @@ def cmd_fit(args) -> int:
     prep = M3LDataPreparation(views, cache_dir=args.cache_dir, device=args.device, show_progress_bar=True)
     train = prep.fit(args.train, custom_embeddings=_embeddings(args.embeddings) or None)
     model = build_system("m3l", views, train, args.n_components, args.num_epochs, args.seed, args.batch_size,
-                         args.device, lr=args.lr, torch_compile=args.torch_compile)
+                         args.device, lr=args.lr, torch_compile=args.torch_compile, m3l_options=_m3l_options(args))
     model.fit(train, verbose=args.verbose, distributed=args.distributed,
               checkpoint_dir=args.checkpoint_dir, resume_from=args.resume_from)
     if not model.is_main_process:
@@ -58,9 +73,10 @@ DEFAULT_BATCH_SIZES = {"m3l": 32, "zeroshot": 64, "zeroshot-kd": 64}
 
 
 def build_system(name: str, views, train, n_components: int, num_epochs: int, seed, batch_size: int | None,
-                 device=None, lr: float = 2e-3, torch_compile: bool = False):
+                 device=None, lr: float = 2e-3, torch_compile: bool = False, m3l_options: dict | None = None):
     """The system ``name`` for these views (baselines get an MCSE aligner when the views'
-    embeddings live in different spaces, and say so in their name)."""
+    embeddings live in different spaces, and say so in their name).  ``m3l_options``:
+    further ``M3LTM`` arguments (``loss_weights``, ``temperature``, ``similarity``)."""
     from .baselines import PLTM, EmbeddingRetrieval, KDBaseline, MCSEAligner, ZeroShotBaseline
     from .model import M3LTM
 
@@ -70,7 +86,7 @@ def build_system(name: str, views, train, n_components: int, num_epochs: int, se
     if name == "m3l":
         return M3LTM(views=names, n_components=n_components, num_epochs=num_epochs, lr=lr,
                      batch_size=batch_size or DEFAULT_BATCH_SIZES["m3l"], device=device, random_state=seed,
-                     torch_compile=torch_compile)
+                     torch_compile=torch_compile, **(m3l_options or {}))
     if name == "zeroshot":
         aligner = MCSEAligner(names, random_state=seed) if unaligned else None
         return ZeroShotBaseline(texts[0], names, aligner=aligner, n_components=n_components, lr=lr,
@@ -93,12 +109,16 @@ def cmd_evaluate(args) -> int:
     from .experiments import run_system
 
     start = time.perf_counter()
+    m3l_options = _m3l_options(args)
+    if args.model != "m3l" and (m3l_options["loss_weights"] or args.temperature != 0.07 or args.similarity != "dot"):
+        raise ValueError(f"--loss-weights, --temperature and --similarity set M3L-Contrast's loss; "
+                         f"--model {args.model} has none of them")
     views = _views(args.views, args.image_views, args.text_encoder, args.image_encoder, args.vocabulary_size)
     prep = M3LDataPreparation(views, cache_dir=args.cache_dir, device=args.device, show_progress_bar=True)
     train = prep.fit(args.train)
     test = prep.transform(args.test)
     run = run_system(args.model, views, train, test, args.n_components, args.num_epochs, args.seed,
-                     args.batch_size, args.device, lr=args.lr, progress_bar=True)
+                     args.batch_size, args.device, lr=args.lr, progress_bar=True, m3l_options=m3l_options)
     result = {
         "model": run["model"],
         "config": {k: v for k, v in vars(args).items() if k != "func"},
@@ -187,6 +207,13 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
     parser.add_argument("--seed", type=int, default=seed, help=f"random seed (default {seed})")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     parser.add_argument("--cache-dir", default=None, help="folder to cache embeddings in")
+    parser.add_argument("--loss-weights", nargs="*", metavar="KEY=WEIGHT",
+                        help="M3L-Contrast's loss weights: reconstruction, prior_kl, pair_kl (default 1 each), "
+                             "contrastive (s, default 50); e.g. pair_kl=0.1 for better text->image retrieval "
+                             "at some cost in cross-lingual alignment (README, Table 2)")
+    parser.add_argument("--temperature", type=float, default=0.07, help="M3L-Contrast's InfoNCE tau (default 0.07)")
+    parser.add_argument("--similarity", choices=("dot", "cosine"), default="dot",
+                        help="M3L-Contrast's InfoNCE similarity: dot (Eq. 1, default) or cosine (the authors' code)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,13 +57,14 @@ def _prepare(root, config: ReproduceConfig, combo, cache_dir, device):
 
 
 def run_system(name, views, train, test, n_components, num_epochs, seed, batch_size=None, device=None,
-               lr: float = 2e-3, progress_bar: bool = False) -> dict:
+               lr: float = 2e-3, progress_bar: bool = False, m3l_options: dict | None = None) -> dict:
     """Build system ``name`` (see ``cli.build_system``), fit it on ``train``, evaluate on ``test``:
     ``{"model", "metrics", "seconds"}``."""
     from .cli import build_system
 
     start = time.perf_counter()
-    system = build_system(name, views, train, n_components, num_epochs, seed, batch_size, device, lr=lr)
+    system = build_system(name, views, train, n_components, num_epochs, seed, batch_size, device, lr=lr,
+                          m3l_options=m3l_options)
     if name == "m3l":
         system.fit(train, progress_bar=progress_bar)
     else:

@@ -58,6 +58,27 @@ def test_fit_with_torch_compile(tmp_path, capsys):
     assert main(["topics", str(tmp_path / "model"), "--k", "3"]) == 0  # loads and runs like any model
 
 
+def test_fit_takes_the_loss_settings(tmp_path, capsys):
+    _write_tuples(tmp_path)
+    common = ["fit", "--train", str(tmp_path / "train.jsonl"), "--views", "en,de",
+              "--embeddings", f"en={tmp_path / 'en.npy'}", f"de={tmp_path / 'de.npy'}", "--n-components", "4",
+              "--num-epochs", "1", "--seed", "0", "--output", str(tmp_path / "model")]
+    assert main(common + ["--loss-weights", "pair_kl=0.1", "contrastive=10", "--temperature", "0.2",
+                          "--similarity", "cosine"]) == 0
+    settings = json.loads((tmp_path / "model" / "config.json").read_text())["settings"]
+    assert settings["loss_weights"] == {"reconstruction": 1.0, "prior_kl": 1.0, "pair_kl": 0.1, "contrastive": 10.0}
+    assert settings["temperature"] == 0.2 and settings["similarity"] == "cosine"
+    capsys.readouterr()
+    assert main(common + ["--loss-weights", "pair_kl"]) == 2
+    assert "KEY=NUMBER" in capsys.readouterr().err
+    assert main(common + ["--loss-weights", "pairkl=0.1"]) == 2
+    assert "unknown loss_weights key(s) ['pairkl']" in capsys.readouterr().err
+    assert main(["evaluate", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "train.jsonl"),
+                 "--views", "en,de", "--model", "zeroshot", "--loss-weights", "pair_kl=0.1",
+                 "--output", str(tmp_path / "results.json")]) == 2
+    assert "--model zeroshot has none of them" in capsys.readouterr().err
+
+
 def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert main(["topics", str(tmp_path / "missing")]) == 2
     assert "not a directory" in capsys.readouterr().err
