@@ -75,8 +75,9 @@ def main():
         line = [f"batch {batch_size}: CTM ZeroShotTM 1 view {ctm_s:.2f} s/epoch"]
         for name in models:
             seconds = float(np.median([r[name] for r in rounds]))
-            ratio = float(np.median([r[name] / r["CTM"] for r in rounds]))
-            line.append(f"{name} 3 views {seconds:.2f} s/epoch, ratio {ratio:.2f}, {n / seconds:,.0f} tuples/s")
+            ratios = [r[name] / r["CTM"] for r in rounds]
+            line.append(f"{name} 3 views {seconds:.2f} s/epoch, ratio {float(np.median(ratios)):.2f} "
+                        f"(rounds {min(ratios):.2f}-{max(ratios):.2f}), {n / seconds:,.0f} tuples/s")
         print(" | ".join(line) + " (ratios: median of rounds)", flush=True)
     print(f"peak memory (process RSS): {peak_rss_mib():,.0f} MiB")
 
