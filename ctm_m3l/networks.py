@@ -245,15 +245,21 @@ class MultiViewDecoderNetwork(nn.Module):
         all of them."""
         theta = F.dropout(theta, self.dropout, self.training)
         beta = self.topic_word[language]
-        running_mean, running_var = self._topic_word_stats(language)
         if self.model_type == "prodLDA":
-            logits = batch_norm(theta @ beta, running_mean, running_var, self.training,
-                                mask=None if present is None else present.unsqueeze(1),
-                                distributed=self.distributed)
-            return F.log_softmax(logits, dim=-1)
+            return self._prodlda_log_probs(language, theta @ beta, present)
         # LDA normalises beta itself (rows = topics), identical on every rank: no global stats.
+        running_mean, running_var = self._topic_word_stats(language)
         topic_word = F.softmax(batch_norm(beta, running_mean, running_var, self.training), dim=-1)
         return torch.log(theta @ topic_word + 1e-10)
+
+    def _prodlda_log_probs(self, language: int, product: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
+        """prodLDA's log word distribution from ``theta @ beta`` ``(n, W)``: each word's logit
+        normalised over the batch's rows that have the language (``present`` ``(n,)``), then
+        log softmax over the vocabulary."""
+        running_mean, running_var = self._topic_word_stats(language)
+        logits = batch_norm(product, running_mean, running_var, self.training,
+                            mask=None if present is None else present.unsqueeze(1), distributed=self.distributed)
+        return F.log_softmax(logits, dim=-1)
 
     def all_word_log_probs(self, theta: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
         """``(n, W_1 + ... + W_L)``: every language's log word distribution side by side, each
@@ -278,15 +284,10 @@ class MultiViewDecoderNetwork(nn.Module):
         # unbind, not indexing: its backward stacks the languages' gradients instead of adding
         # up one zero-filled (L, n, W_max) gradient per language.
         products = torch.bmm(theta, self.topic_words).unbind(0)  # L x (n, W_max)
-        parts = []
-        for language, a in enumerate(languages):
-            running_mean, running_var = self._topic_word_stats(language)
-            product = products[language]
-            logits = batch_norm(product if widths[language] == widest else product[:, :widths[language]],
-                                running_mean, running_var,
-                                self.training, mask=None if present is None else present[a].unsqueeze(1),
-                                distributed=self.distributed)
-            parts.append(F.log_softmax(logits, dim=-1))
+        # Full-width products are passed as they are: a slice would add a zero-filling backward.
+        parts = [self._prodlda_log_probs(language, product if width == widest else product[:, :width],
+                                         None if present is None else present[a])
+                 for language, (a, product, width) in enumerate(zip(languages, products, widths))]
         return torch.cat(parts, dim=1)
 
     def topic_word_matrix(self, language: int) -> torch.Tensor:
