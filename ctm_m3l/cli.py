@@ -35,18 +35,23 @@ def _embeddings(pairs: list[str] | None) -> dict[str, np.ndarray]:
 
 
 def _m3l_options(args) -> dict:
-    """M3LTM's loss settings from ``--loss-weights KEY=VALUE...``, ``--temperature`` and
-    ``--similarity`` (validated by M3LTM itself)."""
-    weights = {}
-    for pair in args.loss_weights or []:
-        key, sep, value = pair.partition("=")
-        try:
-            weights[key.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise ValueError(f"--loss-weights takes KEY=NUMBER (e.g. pair_kl=0.1), got {pair!r}")
-    return {"loss_weights": weights or None, "temperature": args.temperature, "similarity": args.similarity}
+    """The M3LTM loss settings given on the command line (``--loss-weights KEY=VALUE...``,
+    ``--temperature``, ``--similarity``), validated by M3LTM itself; the others keep M3LTM's
+    defaults."""
+    options = {}
+    if args.loss_weights:
+        options["loss_weights"] = {}
+        for pair in args.loss_weights:
+            key, _, value = pair.partition("=")  # no "=": value "" is no number either
+            try:
+                options["loss_weights"][key.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"--loss-weights takes KEY=NUMBER (e.g. pair_kl=0.1), got {pair!r}") from None
+    if args.temperature is not None:
+        options["temperature"] = args.temperature
+    if args.similarity is not None:
+        options["similarity"] = args.similarity
+    return options
 
 
 def cmd_fit(args) -> int:
@@ -110,7 +115,7 @@ def cmd_evaluate(args) -> int:
 
     start = time.perf_counter()
     m3l_options = _m3l_options(args)
-    if args.model != "m3l" and (m3l_options["loss_weights"] or args.temperature != 0.07 or args.similarity != "dot"):
+    if args.model != "m3l" and m3l_options:
         raise ValueError(f"--loss-weights, --temperature and --similarity set M3L-Contrast's loss; "
                          f"--model {args.model} has none of them")
     views = _views(args.views, args.image_views, args.text_encoder, args.image_encoder, args.vocabulary_size)
@@ -211,8 +216,8 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
                         help="M3L-Contrast's loss weights: reconstruction, prior_kl, pair_kl (default 1 each), "
                              "contrastive (s, default 50); e.g. pair_kl=0.1 for better text->image retrieval "
                              "at some cost in cross-lingual alignment (README, Table 2)")
-    parser.add_argument("--temperature", type=float, default=0.07, help="M3L-Contrast's InfoNCE tau (default 0.07)")
-    parser.add_argument("--similarity", choices=("dot", "cosine"), default="dot",
+    parser.add_argument("--temperature", type=float, help="M3L-Contrast's InfoNCE tau (default 0.07)")
+    parser.add_argument("--similarity", choices=("dot", "cosine"),
                         help="M3L-Contrast's InfoNCE similarity: dot (Eq. 1, default) or cosine (the authors' code)")
 
 
