@@ -397,6 +397,13 @@ class M3LTM(ZeroShotTM):
         return {"loss": loss, "reconstruction": rec, "prior_kl": pkl, "pair_kl": pair,
                 "contrastive": contrastive}
 
+    def _compile_terms(self):
+        """``_terms`` compiled as ``fit(torch_compile=True)`` runs it.  Static shapes: one graph
+        per batch size met (the full batches and the last one).  fallback_random: dropout draws
+        from torch's own generator, as eagerly, so a compiled fit draws the same masks as an
+        eager fit with the same seed (and, on CPU, faster than inductor's per-element one)."""
+        return torch.compile(self._terms, dynamic=False, options={"fallback_random": True})
+
     def _gather_batch(self, theta: torch.Tensor, bounds: np.ndarray) -> torch.Tensor:
         """``(V, B, K)`` thetas of the whole global batch, gradients flowing to every rank."""
         sizes = np.diff(bounds)
@@ -500,11 +507,7 @@ class M3LTM(ZeroShotTM):
             if self.torch_compile:
                 warnings.warn("torch_compile is for single-process training; distributed training runs eagerly")
         elif self.torch_compile:
-            # Static shapes: one graph per batch size met (the full batches and the last one).
-            # fallback_random: dropout draws from torch's own generator, as eagerly, so a
-            # compiled fit draws the same masks as an eager fit with the same seed (and, on
-            # CPU, faster than inductor's per-element generator).
-            self._compiled = torch.compile(self._terms, dynamic=False, options={"fallback_random": True})
+            self._compiled = self._compile_terms()
         main = self.is_main_process
         progress_bar, verbose = progress_bar and main, verbose and main
         generator = torch.Generator()

@@ -31,8 +31,7 @@ def test_compiled_objective_equals_the_eager_one():
     model._bind(train)
     model.model.train()
     data = model._device_data(train)
-    # What fit(torch_compile=True) sets; with fallback_random dropout draws as eagerly.
-    model._compiled = torch.compile(model._terms, dynamic=False, options={"fallback_random": True})
+    model._compiled = model._compile_terms()  # what fit(torch_compile=True) sets
     batch = np.arange(32)
     assert not data["mask"][batch].all()  # some tuples lack the image: the masked terms are compiled too
     torch.manual_seed(1)
