@@ -193,7 +193,15 @@ def plot_topic_table(table: pd.DataFrame, path: str | Path, topics: Sequence[int
     cells.auto_set_font_size(False)
     cells.set_fontsize(9)
     cells.auto_set_column_width(list(range(len(shown.columns))))
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
+    # The title goes above the table as drawn (not above the axes, whose width is only a guess
+    # of the text's), and the PNG is cropped to both: no wide empty margins.
+    from matplotlib.transforms import Bbox
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = cells.get_window_extent(renderer)
+    heading = fig.text(*fig.transFigure.inverted().transform(((box.x0 + box.x1) / 2, box.y1 + 6)), title,
+                       ha="center", va="bottom", fontsize=12)
+    drawn = Bbox.union([box, heading.get_window_extent(renderer)]).transformed(fig.dpi_scale_trans.inverted())
+    fig.savefig(path, bbox_inches=drawn.padded(0.15))
     return fig

@@ -54,7 +54,12 @@ def test_topic_table(fitted, tmp_path):
     assert list(table.columns) == ["en", "de"] and len(table) == 4
     assert all(cell.startswith("de") for cell in table["de"])
     plot_topic_table(table, tmp_path / "topics.png")
-    assert (tmp_path / "topics.png").stat().st_size > 1000
+    # Cropped to the table and its title: drawn pixels reach close to every edge.
+    pixels = np.asarray(Image.open(tmp_path / "topics.png").convert("L")) < 200
+    rows, cols = np.flatnonzero(pixels.any(1)), np.flatnonzero(pixels.any(0))
+    height, width = pixels.shape
+    assert rows[0] < 0.15 * height and rows[-1] > 0.85 * height
+    assert cols[0] < 0.1 * width and cols[-1] > 0.9 * width
 
 
 def test_topic_space_bad_input():
