@@ -863,6 +863,11 @@ class M3LTM(ZeroShotTM):
             raise ValueError(f"resume_from: {path} was written with different settings: {differ}")
         if config["vocabularies"] != self.vocabularies or config["embedding_sizes"] != self.embedding_sizes:
             raise ValueError(f"resume_from: {path} was trained on data with other vocabularies or embedding sizes")
+        if "model.posterior_bias" in tensors:
+            # Its optimizer state has one more parameter than this network has.
+            raise ValueError(f"resume_from: {path} was written by a development version of ctm-m3l "
+                             f"{config.get('ctm_m3l_version')} whose network had a posterior bias; this one "
+                             "cannot continue it: restart the run")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         state: dict[int, dict[str, Any]] = defaultdict(dict)
         for key, value in tensors.items():
@@ -953,6 +958,7 @@ class M3LTM(ZeroShotTM):
             state = load_file(str(weights_path), device="cpu")
         except (SafetensorError, OSError) as err:
             raise ValueError(f"{weights_path}: not a readable safetensors file ({err})") from err
+        model.model.upgrade_state_dict(state)  # files of earlier development layouts
         expected = model.model.state_dict()
         if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
             raise ValueError(f"{weights_path}: tensors do not match the architecture in {_CONFIG}")

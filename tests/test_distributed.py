@@ -13,7 +13,7 @@ from ctm_m3l import M3LTM
 
 HERE = Path(__file__).resolve().parent
 PER_RANK_BATCH = 8
-ZERO_GRADIENT = ("posterior_bias", "prior_mean")
+ZERO_GRADIENT = ("prior_mean",)
 GLOBAL_BATCH = 2 * PER_RANK_BATCH
 
 

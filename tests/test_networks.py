@@ -22,7 +22,7 @@ def by_hand(net, view, x, running=False):
     h = F.softplus(x @ net.input_weight[view].t() + net.input_bias[view])
     for weight, bias in zip(net.hidden_weight, net.hidden_bias):
         h = F.softplus(h @ weight[view].t() + bias[view])
-    out = h @ net.posterior_weight[view].t() + net.posterior_bias[view]
+    out = h @ net.posterior_weight[view].t()  # no bias: the batch norm would remove it
     width = 2 * K
     if running:
         mean = net.posterior_running_mean[view * width:(view + 1) * width]
@@ -75,7 +75,7 @@ def test_running_statistics_follow_present_rows_and_skip_single_rows():
     assert torch.equal(net.posterior_running_mean[image], before[image])  # left unchanged
     with torch.no_grad():
         h = F.softplus(xs[0] @ net.input_weight[0].t() + net.input_bias[0])
-        out = h @ net.posterior_weight[0].t() + net.posterior_bias[0]
+        out = h @ net.posterior_weight[0].t()
     torch.testing.assert_close(net.posterior_running_mean[:width], 0.1 * out.mean(0))
     # The single image row is normalised with the running statistics, as BatchNorm1d in eval.
     mu, _ = net.posteriors(xs, present)
@@ -156,6 +156,30 @@ def test_state_dicts_with_one_topic_word_parameter_per_language_still_load():
     fresh.load_state_dict(state)
     torch.testing.assert_close(fresh.topic_words, net.topic_words)
     assert (fresh.topic_words[1, :, 6:] == 0).all()
+
+
+def test_state_dicts_with_a_posterior_bias_load_and_compute_the_same():
+    # The earlier layout: mu / log sigma^2 layers with a bias, before the batch norm.
+    net = network()
+    for _ in range(3):  # training steps move the running statistics away from 0 and 1
+        net.posteriors([torch.randn(6, d) for d in SIZES])
+    net.eval()
+    xs = [torch.randn(5, d) for d in SIZES]
+    bias = torch.randn(len(SIZES), 2 * K)
+    with torch.no_grad():
+        want_mu, want_logvar = net.posteriors(xs)
+    state = net.state_dict()
+    # What the old network held: its outputs carried the bias, its running mean too.
+    state["posterior_bias"] = bias
+    state["posterior_running_mean"] = state["posterior_running_mean"] + bias.reshape(-1)
+    fresh = MultiViewDecoderNetwork(SIZES, {0: 9, 1: 6}, K, dropout=0.0)
+    fresh.load_state_dict(state)
+    fresh.eval()
+    with torch.no_grad():
+        mu, logvar = fresh.posteriors(xs)
+    torch.testing.assert_close(mu, want_mu)
+    torch.testing.assert_close(logvar, want_logvar)
+    assert "posterior_bias" not in dict(fresh.named_parameters())
 
 
 def test_sparse_reconstruction_equals_dense():
