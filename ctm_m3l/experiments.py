@@ -57,14 +57,16 @@ def _prepare(root, config: ReproduceConfig, combo, cache_dir, device):
 
 
 def run_system(name, views, train, test, n_components, num_epochs, seed, batch_size=None, device=None,
-               lr: float = 2e-3, progress_bar: bool = False, m3l_options: dict | None = None) -> dict:
+               lr: float = 2e-3, progress_bar: bool = False, m3l_options: dict | None = None,
+               torch_compile: bool = False) -> dict:
     """Build system ``name`` (see ``cli.build_system``), fit it on ``train``, evaluate on ``test``:
-    ``{"model", "metrics", "seconds"}``."""
+    ``{"model", "metrics", "seconds"}``.  ``torch_compile``: M3L-Contrast trains with
+    ``M3LTM(torch_compile=True)`` (the baselines train as CTM does)."""
     from .cli import build_system
 
     start = time.perf_counter()
     system = build_system(name, views, train, n_components, num_epochs, seed, batch_size, device, lr=lr,
-                          m3l_options=m3l_options)
+                          torch_compile=torch_compile, m3l_options=m3l_options)
     if name == "m3l":
         system.fit(train, progress_bar=progress_bar)
     else:
@@ -216,7 +218,7 @@ def _append_run(path: Path, record: dict) -> None:
 
 def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig | None = None,
               cache_dir: str | Path | None = None, device: Any = None, log=print,
-              only: Sequence[str] | None = None, jobs: int = 1) -> dict:
+              only: Sequence[str] | None = None, jobs: int = 1, torch_compile: bool = False) -> dict:
     """Run the experiments of ``config`` and write ``results.json``, ``tables.md`` and the
     figures into ``out``.  Returns the results.
 
@@ -238,6 +240,10 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
             Runs finish out of order; each is still recorded as soon as it finishes.  Workers
             are started with ``spawn``: in a script, call ``reproduce`` under
             ``if __name__ == "__main__":`` (the CLI and notebooks need nothing).
+        torch_compile: M3L-Contrast runs train with ``M3LTM(torch_compile=True)``: on CPU ~0.85x
+            the time of an eager run with one thread per job (``benchmarks/train_speed.py``), for
+            a compilation of under a minute per run.  Not part of a run's identity: a compiled fit
+            follows the eager fit with the same seed (to rounding), so finished runs count either way.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -256,9 +262,9 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
     log(f"{len(distinct)} distinct runs planned, {len(todo)} to do (finished runs are kept in {runs_path})")
     started = time.perf_counter()
     if jobs > 1 and len(todo) > 1:
-        finished = _run_in_parallel(todo, config, root, cache_dir, device, jobs, log)
+        finished = _run_in_parallel(todo, config, root, cache_dir, device, jobs, log, torch_compile)
     else:
-        finished = _run_serially(todo, config, root, cache_dir, device, log)
+        finished = _run_serially(todo, config, root, cache_dir, device, log, torch_compile)
     for number, (run, result) in enumerate(finished, 1):
         record = {"key": run.key(config), "run": asdict(run), **result}
         _append_run(runs_path, record)
@@ -276,14 +282,15 @@ def _describe(run: _Run) -> str:
     return f"{run.views} views, K={run.n_components}, batch {run.batch_size or 'default'}, seed {run.seed}"
 
 
-def _train_and_evaluate(run: _Run, config: ReproduceConfig, views, train, test, device) -> dict:
+def _train_and_evaluate(run: _Run, config: ReproduceConfig, views, train, test, device,
+                        torch_compile: bool = False) -> dict:
     views = [v for v in views if run.views == "all" or v.kind == "text"]
     length = config.pltm_iterations if run.system == "pltm" else config.num_epochs
     return run_system(run.system, views, train, test, run.n_components, length, run.seed,
-                      batch_size=run.batch_size, device=device)
+                      batch_size=run.batch_size, device=device, torch_compile=torch_compile)
 
 
-def _run_serially(todo, config, root, cache_dir, device, log):
+def _run_serially(todo, config, root, cache_dir, device, log, torch_compile: bool = False):
     """``(run, result)`` of every run of ``todo``, one after another in this process."""
     prepared: dict[int, tuple] = {}
     for number, run in enumerate(todo, 1):
@@ -292,7 +299,7 @@ def _run_serially(todo, config, root, cache_dir, device, log):
             prepared = {run.combo: _prepare(root, config, config.encoder_combos[run.combo], cache_dir, device)}
         prep, train, test = prepared[run.combo]
         log(f"[{number}/{len(todo)}] {run.system} on {_describe(run)}")
-        yield run, _train_and_evaluate(run, config, prep.views, train, test, device)
+        yield run, _train_and_evaluate(run, config, prep.views, train, test, device, torch_compile)
 
 
 def _start_worker(threads: int) -> None:
@@ -309,12 +316,12 @@ def _load_prepared(data_path: str) -> tuple:
         return pickle.load(handle)
 
 
-def _worker_run(data_path: str, run: _Run, config: ReproduceConfig, device) -> dict:
+def _worker_run(data_path: str, run: _Run, config: ReproduceConfig, device, torch_compile: bool) -> dict:
     views, train, test = _load_prepared(data_path)
-    return _train_and_evaluate(run, config, views, train, test, device)
+    return _train_and_evaluate(run, config, views, train, test, device, torch_compile)
 
 
-def _run_in_parallel(todo, config, root, cache_dir, device, jobs: int, log):
+def _run_in_parallel(todo, config, root, cache_dir, device, jobs: int, log, torch_compile: bool = False):
     """``(run, result)`` of every run of ``todo`` as they finish, ``jobs`` at a time in worker
     processes.  Data is encoded once, here, and handed to the workers through a temporary
     file.  When a run fails, no new run starts; the runs in progress finish (and are yielded,
@@ -332,7 +339,8 @@ def _run_in_parallel(todo, config, root, cache_dir, device, jobs: int, log):
         log(f"{len(todo)} runs, {jobs} at a time ({threads} torch thread(s) each)")
         context = multiprocessing.get_context("spawn")  # fork and torch's thread pools do not mix
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads,)) as pool:
-            futures = {pool.submit(_worker_run, data_paths[run.combo], run, config, device): run for run in todo}
+            futures = {pool.submit(_worker_run, data_paths[run.combo], run, config, device, torch_compile): run
+                       for run in todo}
             failure = None
             try:
                 for future in as_completed(futures):

@@ -77,6 +77,10 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
                  "--views", "en,de", "--model", "zeroshot", "--loss-weights", "pair_kl=0.1",
                  "--output", str(tmp_path / "results.json")]) == 2
     assert "--model zeroshot has none of them" in capsys.readouterr().err
+    assert main(["evaluate", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "train.jsonl"),
+                 "--views", "en,de", "--model", "pltm", "--torch-compile",
+                 "--output", str(tmp_path / "results.json")]) == 2
+    assert "--model pltm does not train with it" in capsys.readouterr().err
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):

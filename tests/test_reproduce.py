@@ -1,5 +1,7 @@
 """The paper's experiments end to end, in a tiny configuration on real Multi30k data."""
 import json
+import shutil
+import warnings
 
 import pytest
 
@@ -104,3 +106,26 @@ def test_reproduce_jobs_records_the_finished_runs_when_one_fails(tmp_path, multi
     records = [json.loads(line) for line in _lines(tmp_path / "runs.jsonl")]
     assert sorted(r["run"]["system"] for r in records) == ["m3l", "pltm", "zeroshot", "zeroshot-kd"]
     assert all(r["run"]["n_components"] == 3 for r in records)
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_reproduce_with_torch_compile_trains_m3l_compiled_to_the_same_results(tmp_path, multi30k_dir):
+    from torch._dynamo.utils import counters
+
+    config = ReproduceConfig(n_train=300, n_test=40, n_components=3, num_epochs=2, pltm_iterations=5, seeds=[0],
+                             topic_numbers=[3], batch_sizes=[32])
+    eager = reproduce(multi30k_dir, tmp_path / "eager", config, log=lambda *_: None, only=["table1"])
+    graphs = counters["stats"]["unique_graphs"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = reproduce(multi30k_dir, tmp_path / "compiled", config, log=lambda *_: None, only=["table1"],
+                             torch_compile=True)
+    assert not [w for w in caught if "torch.compile failed" in str(w.message)]
+    assert counters["stats"]["unique_graphs"] > graphs  # M3L-Contrast's step was compiled
+    # A compiled fit follows the eager fit with the same seed; the CTM baselines are untouched.
+    for system in ("pltm", "zeroshot", "zeroshot-kd", "m3l"):
+        found, expected = (r["experiments"]["table1"][system][0]["metrics"] for r in (compiled, eager))
+        assert found.keys() == expected.keys()
+        for key in expected:
+            assert found[key] == pytest.approx(expected[key], abs=1e-3), (system, key)
