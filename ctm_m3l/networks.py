@@ -106,7 +106,8 @@ class MultiViewDecoderNetwork(nn.Module):
     which Adam scales up to full-size steps (a random walk of ``lr`` per step).  Training
     cancels it; at inference the running mean lags behind it, so it only added noise to the
     topic distributions (0.006 at most in a 3-topic model after 2 epochs on 300 tuples,
-    where a compiled and an eager fit that agreed to 1e-7 everywhere else disagreed).  The function the network computes is CTM's.
+    where a compiled and an eager fit that agreed to 1e-7 everywhere else disagreed).  The
+    function the network computes is CTM's.
     """
 
     def __init__(self, embedding_sizes: Sequence[int], vocabulary_sizes: dict[int, int],
