@@ -18,6 +18,11 @@ def test_reproduce_tiny(tmp_path, multi30k_dir):
     assert 0 < exp["table1"]["m3l"][0]["metrics"]["mrr_en_de"] <= 1
     assert "uap_en_image" in exp["table2"]["m3l"][0]["metrics"]
     assert set(exp["fig5_batch"]) == {"16", "32"} and set(exp["fig3_topics"]["m3l"]) == {"3", "4"}
+    # Table 4: the encoders' own embeddings, and the same mapped into one space by MCSE heads.
+    combo = "offline:minilm / offline:minilm / offline:efficientnet-lite0"
+    assert set(exp["table4"]) == {combo, f"{combo}, aligned by MCSE heads"}
+    assert exp["table4"][combo][0]["metrics"] == exp["table2"]["m3l"][0]["metrics"]  # one run, shared
+    assert exp["table4"][f"{combo}, aligned by MCSE heads"][0]["metrics"] != exp["table2"]["m3l"][0]["metrics"]
     tables = (tmp_path / "tables.md").read_text()
     assert "Table 1" in tables and "| m3l |" in tables and "Table 4" in tables
     for figure in ("fig3_topics", "fig4_topics", "fig5_batch", "fig6_batch"):
