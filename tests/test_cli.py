@@ -1,6 +1,5 @@
 """The ctm-m3l command: fit, topics, infer."""
 import json
-import shutil
 import subprocess
 import sys
 import warnings
@@ -10,6 +9,7 @@ import pytest
 
 from ctm_m3l.cli import main
 from planted import planted_tuples
+from test_compile import needs_cpp
 
 
 def _write_tuples(tmp_path):
@@ -42,8 +42,7 @@ def test_fit_topics_infer(tmp_path, capsys):
     assert abs(sum(float(x) for x in lines[1].split(",")[1:]) - 1) < 1e-4
 
 
-@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
-                    reason="torch.compile on CPU needs a C++ compiler")
+@needs_cpp
 def test_fit_with_torch_compile(tmp_path, capsys):
     _write_tuples(tmp_path)
     with warnings.catch_warnings(record=True) as caught:

@@ -1,11 +1,11 @@
 """The paper's experiments end to end, in a tiny configuration on real Multi30k data."""
 import json
-import shutil
 import warnings
 
 import pytest
 
 from ctm_m3l.experiments import ReproduceConfig, reproduce
+from test_compile import needs_cpp
 
 
 def test_reproduce_tiny(tmp_path, multi30k_dir):
@@ -113,8 +113,7 @@ def test_reproduce_jobs_records_the_finished_runs_when_one_fails(tmp_path, multi
     assert all(r["run"]["n_components"] == 3 for r in records)
 
 
-@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
-                    reason="torch.compile on CPU needs a C++ compiler")
+@needs_cpp
 def test_reproduce_with_torch_compile_trains_m3l_compiled_to_the_same_results(tmp_path, multi30k_dir):
     from torch._dynamo.utils import counters
 
