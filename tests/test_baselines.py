@@ -138,6 +138,18 @@ def test_kd_students_land_near_their_teacher(planted, teacher):
     assert all(w.startswith("en") for topic in kd.get_topic_lists(3, language="en") for w in topic)
 
 
+def test_kd_text_students_do_not_depend_on_an_image_view(planted):
+    """``reproduce`` reads Table 1's ZeroshotTM-KD (en, de) from Table 2's run (en, de, image):
+    with an English teacher, that run's English and German models must be the text-only run's."""
+    train, test, _, _ = planted
+    text = KDBaseline(["en", "de"], teacher="en", n_components=5, num_epochs=2, random_state=3).fit(train)
+    full = KDBaseline(["en", "de", "image"], teacher="en", n_components=5, num_epochs=2, random_state=3).fit(train)
+    assert set(full.students) == {"de", "image"}
+    for view in ("en", "de"):
+        np.testing.assert_array_equal(full.get_thetas(test, view=view, seed=0), text.get_thetas(test, view=view, seed=0))
+        assert full.get_topic_lists(5, language=view) == text.get_topic_lists(5, language=view)
+
+
 def test_kd_bad_input(planted):
     train = planted[0]
     with pytest.raises(ValueError, match="teacher must be 'joint' or one of the views"):

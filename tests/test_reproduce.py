@@ -17,6 +17,10 @@ def test_reproduce_tiny(tmp_path, multi30k_dir):
     assert set(exp["table2"]) == {"zeroshot+mcse", "zeroshot-kd", "m3l"}  # images: aligned by MCSE, and said so
     assert 0 < exp["table1"]["m3l"][0]["metrics"]["mrr_en_de"] <= 1
     assert "uap_en_image" in exp["table2"]["m3l"][0]["metrics"]
+    # ZeroshotTM-KD's en/de models do not depend on the image student: one run serves both tables.
+    assert exp["table1"]["zeroshot-kd"][0]["metrics"] == exp["table2"]["zeroshot-kd"][0]["metrics"]
+    kd_runs = [line for line in _lines(tmp_path / "runs.jsonl") if '"system": "zeroshot-kd"' in line]
+    assert len(kd_runs) == 1 and '"views": "all"' in kd_runs[0]
     assert set(exp["fig5_batch"]) == {"16", "32"} and set(exp["fig3_topics"]["m3l"]) == {"3", "4"}
     # Table 4: the encoders' own embeddings, and the same mapped into one space by MCSE heads.
     combo = "offline:minilm / offline:minilm / offline:efficientnet-lite0"
