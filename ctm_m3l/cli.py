@@ -77,17 +77,40 @@ MODELS = ("m3l", "zeroshot", "zeroshot-kd", "pltm", "embeddings")
 DEFAULT_BATCH_SIZES = {"m3l": 32, "zeroshot": 64, "zeroshot-kd": 64}
 
 
+ALIGN_CHOICES = ("auto", "mcse", "none")
+# The systems that need one embedding space for all views (or an MCSE aligner to make one).
+ALIGNED_SYSTEMS = ("zeroshot", "embeddings")
+
+
+def _check_align(name: str, align: str) -> None:
+    if align not in ALIGN_CHOICES:
+        raise ValueError(f"align must be one of {ALIGN_CHOICES}, got {align!r}")
+    if align != "auto" and name not in ALIGNED_SYSTEMS:
+        raise ValueError(f"align={align!r} chooses how {' and '.join(ALIGNED_SYSTEMS)} map views into one space; "
+                         f"model {name} has no such step")
+
+
 def build_system(name: str, views, train, n_components: int, num_epochs: int, seed, batch_size: int | None,
-                 device=None, lr: float = 2e-3, torch_compile: bool = False, m3l_options: dict | None = None):
-    """The system ``name`` for these views (baselines get an MCSE aligner when the views'
-    embeddings live in different spaces, and say so in their name).  ``m3l_options``:
-    further ``M3LTM`` arguments (``loss_weights``, ``temperature``, ``similarity``)."""
+                 device=None, lr: float = 2e-3, torch_compile: bool = False, m3l_options: dict | None = None,
+                 align: str = "auto"):
+    """The system ``name`` for these views.  ``m3l_options``: further ``M3LTM`` arguments
+    (``loss_weights``, ``temperature``, ``similarity``).
+
+    ``align``, for the systems that compare views in one embedding space (``zeroshot``,
+    ``embeddings``): ``"mcse"`` maps every view into one space by MCSE heads fitted on
+    ``train`` first (the system's name says so: ``zeroshot+mcse``); ``"none"`` uses the
+    embeddings as they are (the encoders must share a space: CLIP, multilingual SBERT);
+    ``"auto"`` aligns when the views' embedding sizes differ.  Sizes cannot tell an English
+    encoder used for German from a multilingual one: with one monolingual encoder for
+    several languages, pass ``"mcse"``."""
     from .baselines import PLTM, EmbeddingRetrieval, KDBaseline, MCSEAligner, ZeroShotBaseline
     from .model import M3LTM
 
+    _check_align(name, align)
     names = [v.name for v in views]
     texts = [v.name for v in views if v.kind == "text"]
-    unaligned = len({train.embeddings[v].shape[1] for v in names}) > 1
+    sizes_differ = len({train.embeddings[v].shape[1] for v in names}) > 1
+    unaligned = align == "mcse" or (align == "auto" and sizes_differ)
     if name == "m3l":
         return M3LTM(views=names, n_components=n_components, num_epochs=num_epochs, lr=lr,
                      batch_size=batch_size or DEFAULT_BATCH_SIZES["m3l"], device=device, random_state=seed,
@@ -121,13 +144,14 @@ def cmd_evaluate(args) -> int:
     if args.model != "m3l" and args.torch_compile:
         raise ValueError(f"--torch-compile compiles M3L-Contrast's training step; --model {args.model} does not "
                          "train with it")
+    _check_align(args.model, args.align)  # before encoding, which takes the time
     views = _views(args.views, args.image_views, args.text_encoder, args.image_encoder, args.vocabulary_size)
     prep = M3LDataPreparation(views, cache_dir=args.cache_dir, device=args.device, show_progress_bar=True)
     train = prep.fit(args.train)
     test = prep.transform(args.test)
     run = run_system(args.model, views, train, test, args.n_components, args.num_epochs, args.seed,
                      args.batch_size, args.device, lr=args.lr, progress_bar=True, m3l_options=m3l_options,
-                     torch_compile=args.torch_compile)
+                     torch_compile=args.torch_compile, align=args.align)
     result = {
         "model": run["model"],
         "config": {k: v for k, v in vars(args).items() if k != "func"},
@@ -261,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     _data_and_model_options(ev, text_encoder="offline:minilm", image_encoder="offline:efficientnet-lite0",
                             batch_size=None, seed=0,
                             epochs_help="training epochs (neural models) or Gibbs iterations (pltm) (default 100)")
+    ev.add_argument("--align", choices=ALIGN_CHOICES, default="auto",
+                    help="zeroshot and embeddings compare views in one embedding space: mcse maps the views "
+                         "into one by MCSE projection heads fitted on --train first (the model is then named "
+                         "zeroshot+mcse), none uses the embeddings as they are (aligned encoders: CLIP, "
+                         "multilingual SBERT), auto (default) aligns when the views' embedding sizes differ. "
+                         "Sizes cannot tell an English encoder used for German (offline:minilm) from a "
+                         "multilingual one: pass mcse there")
     ev.add_argument("--output", required=True, help="results JSON: model, config, metrics, seconds")
     ev.set_defaults(func=cmd_evaluate)
 

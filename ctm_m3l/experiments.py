@@ -61,15 +61,15 @@ def _prepare(root, config: ReproduceConfig, combo, cache_dir, device):
 
 def run_system(name, views, train, test, n_components, num_epochs, seed, batch_size=None, device=None,
                lr: float = 2e-3, progress_bar: bool = False, m3l_options: dict | None = None,
-               torch_compile: bool = False) -> dict:
-    """Build system ``name`` (see ``cli.build_system``), fit it on ``train``, evaluate on ``test``:
-    ``{"model", "metrics", "seconds"}``.  ``torch_compile``: M3L-Contrast trains with
-    ``M3LTM(torch_compile=True)`` (the baselines train as CTM does)."""
+               torch_compile: bool = False, align: str = "auto") -> dict:
+    """Build system ``name`` (see ``cli.build_system``, also for ``align``), fit it on ``train``,
+    evaluate on ``test``: ``{"model", "metrics", "seconds"}``.  ``torch_compile``: M3L-Contrast
+    trains with ``M3LTM(torch_compile=True)`` (the baselines train as CTM does)."""
     from .cli import build_system
 
     start = time.perf_counter()
     system = build_system(name, views, train, n_components, num_epochs, seed, batch_size, device, lr=lr,
-                          torch_compile=torch_compile, m3l_options=m3l_options)
+                          torch_compile=torch_compile, m3l_options=m3l_options, align=align)
     if name == "m3l":
         system.fit(train, progress_bar=progress_bar)
     else:

@@ -102,6 +102,23 @@ def test_zeroshot_refuses_unaligned_encoders_and_uses_an_aligner(planted):
     assert mrr(theta_en, theta_img) > 3 * np.mean(1.0 / np.arange(1, 101))
 
 
+def test_build_system_align_option(planted):
+    from ctm_m3l.cli import build_system
+
+    train, test, aligned_train, _ = planted
+    views = [TextView("en"), TextView("de"), ImageView("image")]
+    assert build_system("embeddings", views, aligned_train, 5, 1, 0, None).name == "embeddings"
+    assert build_system("embeddings", views, aligned_train, 5, 1, 0, None, align="mcse").name == "embeddings+mcse"
+    assert build_system("zeroshot", views, train, 5, 1, 0, None).name == "zeroshot+mcse"  # sizes differ
+    unaligned = build_system("embeddings", views, train, 5, 1, 0, None, align="none")
+    with pytest.raises(ValueError, match=r"different sizes \{'en': 16, 'de': 24, 'image': 32\}"):
+        unaligned.fit(train)
+    with pytest.raises(ValueError, match="model pltm has no such step"):
+        build_system("pltm", views, train, 5, 1, 0, None, align="mcse")
+    with pytest.raises(ValueError, match="align must be one of"):
+        build_system("zeroshot", views, train, 5, 1, 0, None, align="yes")
+
+
 def test_every_system_shares_the_interface(planted):
     train, test, _, _ = planted
     m3l = M3LTM(views=["en", "de", "image"], n_components=5, num_epochs=2, random_state=0).fit(train, progress_bar=False)

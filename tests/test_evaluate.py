@@ -57,3 +57,24 @@ def test_cli_evaluate_on_multi30k(tmp_path, multi30k_dir):
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["model"] == "m3l" and result["config"]["n_components"] == 5 and result["seconds"] > 0
     assert {"mrr_en_de", "mrr_de_en", "jsd_en_de", "npmi_en", "npmi_de", "diversity_en"} <= set(result["metrics"])
+
+
+def test_cli_evaluate_align_chooses_the_baselines_embedding_space(tmp_path, multi30k_dir, capsys):
+    rows = load_multi30k("val", root=multi30k_dir, limit=200)
+    for name, part in (("train", rows[:160]), ("test", rows[160:])):
+        with open(tmp_path / f"{name}.jsonl", "w", encoding="utf-8") as fh:
+            for r in part:
+                fh.write(json.dumps({"id": r["id"], "en": r["en"], "de": r["de"]}, ensure_ascii=False) + "\n")
+    common = ["evaluate", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "test.jsonl"),
+              "--views", "en,de", "--n-components", "4", "--num-epochs", "2", "--text-encoder", "offline:minilm",
+              "--output", str(tmp_path / "results.json")]
+    # One English encoder for both languages: the sizes match, so only --align mcse aligns them.
+    assert main(common + ["--model", "zeroshot", "--align", "mcse"]) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["model"] == "zeroshot+mcse" and result["config"]["align"] == "mcse"
+    assert 0 < result["metrics"]["mrr_en_de"] <= 1
+    assert main(common + ["--model", "zeroshot"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["model"] == "zeroshot"
+    capsys.readouterr()
+    assert main(common + ["--model", "m3l", "--align", "none"]) == 2
+    assert "model m3l has no such step" in capsys.readouterr().err

@@ -29,6 +29,13 @@ class EmbeddingRetrieval(Baseline):
     def fit(self, dataset: MultiViewDataset) -> "EmbeddingRetrieval":
         if self.aligner is not None and self.aligner.heads is None:
             self.aligner.fit(dataset)
+        if self.aligner is None:
+            sizes = {v: dataset.embeddings[v].shape[1] for v in self.views if v in dataset.embeddings}
+            if len(set(sizes.values())) > 1:
+                raise ValueError(
+                    f"embedding retrieval compares the views' embeddings directly, but they have different "
+                    f"sizes {sizes} (unaligned encoders); use one aligned encoder or pass "
+                    "aligner=MCSEAligner(views)")
         return self
 
     def represent(self, dataset: MultiViewDataset, view: str, seed: int | None = 0) -> np.ndarray:
