@@ -2,6 +2,7 @@
 ablations (Figures 3-6), with several seeds, as JSON, Markdown tables and line plots."""
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import multiprocessing
@@ -276,13 +277,16 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
     distinct = _distinct(plan, config)
     todo = [run for key, run in distinct.items() if key not in done]
     log(f"{len(distinct)} distinct runs planned, {len(todo)} to do (finished runs are kept in {runs_path})")
+    software = _software()
     started = time.perf_counter()
     if jobs > 1 and len(todo) > 1:
         finished = _run_in_parallel(todo, config, root, cache_dir, device, jobs, log, torch_compile)
     else:
         finished = _run_serially(todo, config, root, cache_dir, device, log, torch_compile)
     for number, (run, result) in enumerate(finished, 1):
-        record = {"key": run.key(config), "run": asdict(run), **result}
+        record = {"key": run.key(config), "run": asdict(run), **result, "software": software,
+                  "torch_compile": torch_compile,
+                  "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         _append_run(runs_path, record)
         done[record["key"]] = record
         left = (time.perf_counter() - started) / number * (len(todo) - number)
@@ -292,6 +296,38 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
             + (f"; about {_duration(left)} left" if left else ""))
         _report(out, config, plan, done, figures=False)
     return _report(out, config, plan, done, figures=True)
+
+
+def _software() -> dict[str, str]:
+    """What produced a run: versions, and the git commit when the package runs from a checkout
+    (``dirty`` when it has uncommitted changes), so a table that mixes code versions says so."""
+    import platform
+    import subprocess
+
+    import torch
+
+    from . import __version__
+
+    info = {"ctm_m3l": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():  # the package's own checkout, not some repository it is installed in
+        try:
+            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                    text=True, timeout=10, check=True).stdout.strip()
+            status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+            info["commit"] = commit + ("-dirty" if status else "")
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return info
+
+
+def _software_label(record: dict) -> str:
+    software = record.get("software")
+    if not software:
+        return "not recorded (runs finished before versions were kept)"
+    return f"ctm_m3l {software['ctm_m3l']}" + (f" at {software['commit']}" if "commit" in software else "") \
+        + f", torch {software['torch']}"
 
 
 def _describe(run: _Run) -> str:
@@ -417,9 +453,16 @@ def _report(out: Path, config: ReproduceConfig, plan, done: dict, figures: bool)
             exp.setdefault(experiment, {}).setdefault(name, []).append(found)
     distinct = _distinct(plan, config)
     planned, finished = len(distinct), sum(key in done for key in distinct)
+    labels: dict[str, int] = {}
+    for key in distinct:
+        if key in done:
+            label = _software_label(done[key])
+            labels[label] = labels.get(label, 0) + 1
     markdown = ["# M3L-Contrast on Multi30k: the paper's experiments\n",
                 f"{finished} of {planned} planned runs finished; mean ± standard deviation over the seeds "
-                "finished (n = number of seeds).\n"]
+                "finished (n = number of seeds).\n",
+                "Code of the finished runs: " + "; ".join(f"{label} ({count} run{'s' * (count != 1)})"
+                                                         for label, count in labels.items()) + ".\n"]
     for key, title, _, _, keys in _TABLES:
         if key in exp:
             markdown.append(_table(title, {model: found for model, found in exp[key].items()}, keys))

@@ -4,6 +4,8 @@ import warnings
 
 import pytest
 
+import ctm_m3l
+
 from ctm_m3l.experiments import ReproduceConfig, reproduce
 from test_compile import needs_cpp
 
@@ -32,6 +34,11 @@ def test_reproduce_tiny(tmp_path, multi30k_dir):
     for figure in ("fig3_topics", "fig4_topics", "fig5_batch", "fig6_batch"):
         assert (tmp_path / f"{figure}.png").stat().st_size > 5000
     assert json.loads((tmp_path / "results.json").read_text())["config"]["n_train"] == 400
+    # Every run says what produced it, and the tables say which code their runs ran.
+    record = json.loads(_lines(tmp_path / "runs.jsonl")[0])
+    assert record["software"]["ctm_m3l"] == ctm_m3l.__version__ and record["torch_compile"] is False
+    assert record["finished"].endswith("+00:00")
+    assert f"Code of the finished runs: ctm_m3l {ctm_m3l.__version__}" in tables
 
 
 def _lines(path):
