@@ -64,7 +64,9 @@ def test_gradients_reach_every_view_network():
 
 def test_planted_retrieval_far_above_chance(trained):
     _, _, test, model = trained
-    theta = {v: model.get_thetas(test, view=v, n_samples=20, seed=0) for v in VIEWS}
+    # 100 samples: posteriors here are wide, and 20 leave much of the sampling noise in (MRR
+    # en->de 0.25 with 20, 0.43 with 200, chance 0.03)
+    theta = {v: model.get_thetas(test, view=v, n_samples=100, seed=0) for v in VIEWS}
     for v in VIEWS:
         assert theta[v].shape == (200, K)
         assert np.allclose(theta[v].sum(axis=1), 1.0)

@@ -9,6 +9,7 @@ import torch
 from contextualized_topic_models.datasets.dataset import CTMDataset
 
 from ..data import MultiViewDataset
+from ..model import view_seed
 
 
 class Baseline(ABC):
@@ -59,14 +60,15 @@ def rows_or_nan(dataset: MultiViewDataset, view: str, values: np.ndarray, width:
     return out
 
 
-def ctm_thetas(ctm, embeddings: np.ndarray, n_samples: int, seed: int | None) -> np.ndarray:
-    """CTM's own ``get_thetas`` on embeddings alone (a ZeroShotTM infers from the contextual
-    input; its bag-of-words input is unused), with the sampling noise seeded when asked."""
+def ctm_thetas(ctm, embeddings: np.ndarray, n_samples: int, seed: int | None, view: str) -> np.ndarray:
+    """CTM's own ``get_thetas`` on ``view``'s embeddings alone (a ZeroShotTM infers from the
+    contextual input; its bag-of-words input is unused), with the sampling noise seeded when
+    asked, independently per view (see :func:`ctm_m3l.model.view_seed`)."""
     items = CTMDataset(X_contextual=np.asarray(embeddings, dtype=np.float32),
                        X_bow=sp.csr_matrix((len(embeddings), 1), dtype=np.float32), idx2token={0: ""})
     with torch.random.fork_rng():
         if seed is not None:
-            torch.manual_seed(seed)
+            torch.manual_seed(view_seed(seed, view))
         return ctm.get_thetas(items, n_samples=n_samples)
 
 

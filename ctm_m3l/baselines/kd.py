@@ -163,7 +163,7 @@ class KDBaseline(Baseline):
             raise RuntimeError("zeroshot-kd: call fit first")
         view = self._check_view(dataset, view)
         model = self.teacher if view == self.teacher_spec else self.students[view]
-        theta = ctm_thetas(model, dataset.embeddings[view][dataset.has_view(view)], n_samples, seed)
+        theta = ctm_thetas(model, dataset.embeddings[view][dataset.has_view(view)], n_samples, seed, view)
         return rows_or_nan(dataset, view, theta, self.n_components)
 
     def get_topic_lists(self, k: int = 10, language: str | None = None) -> list[list[str]]:

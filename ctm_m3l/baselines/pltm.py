@@ -17,7 +17,7 @@ import numpy as np
 from scipy.special import digamma
 
 from ..data import MultiViewDataset
-from ..model import _check_int
+from ..model import _check_int, view_seed
 from .base import Baseline
 
 __all__ = ["PLTM"]
@@ -228,7 +228,8 @@ class PLTM(Baseline):
         z = np.zeros(len(words), dtype=np.int64)
         n_dk = np.zeros((len(dataset), k), dtype=np.int64)
         n_wk, n_lk = self.n_wk.copy(), self.n_lk.copy()
-        seed_fn(self.random_state if seed is None else seed)
+        # Each view samples from its own stream (ctm_m3l.model.view_seed), as the neural models do.
+        seed_fn(view_seed(self.random_state if seed is None else seed, view) % 2**32)
         initialise(doc_ptr, words, langs, z, n_dk, n_wk, n_lk, False)
         kept = max(1, min(n_samples, self.inference_iterations // 2))
         total = np.zeros((len(dataset), k))

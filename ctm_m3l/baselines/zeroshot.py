@@ -87,7 +87,7 @@ class ZeroShotBaseline(Baseline):
             raise RuntimeError("zeroshot: call fit first")
         view = self._check_view(dataset, view)
         data = self._aligned(dataset)
-        theta = ctm_thetas(self.ctm, data.embeddings[view][data.has_view(view)], n_samples, seed)
+        theta = ctm_thetas(self.ctm, data.embeddings[view][data.has_view(view)], n_samples, seed, view)
         return rows_or_nan(dataset, view, theta, self.n_components)
 
     def get_topic_lists(self, k: int = 10, language: str | None = None) -> list[list[str]]:
