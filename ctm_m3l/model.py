@@ -88,7 +88,10 @@ class M3LTM(ZeroShotTM):
         temperature: InfoNCE temperature tau (paper: 0.07).
         similarity: ``"dot"`` (Eq. 1) or ``"cosine"`` (NT-Xent, the authors' released code).
         loss_weights: weights of ``"reconstruction"``, ``"prior_kl"``, ``"pair_kl"`` and
-            ``"contrastive"`` (s); missing keys keep :data:`DEFAULT_LOSS_WEIGHTS`.
+            ``"contrastive"`` (s); missing keys keep :data:`DEFAULT_LOSS_WEIGHTS` (Eq. 1's
+            weights plus CTM's prior KL).  Tune ``"pair_kl"`` on validation tuples: on
+            Multi30k val 0.1 retrieved better across languages and images and gave more
+            coherent topics than 1 (README, "Reproducing").
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default: CUDA when available).
         random_state: seed for initialisation, batch order and sampling; None for fresh randomness.
         torch_compile: compile the training objective with ``torch.compile`` (static shapes,
