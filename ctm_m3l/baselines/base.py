@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -58,6 +59,15 @@ def rows_or_nan(dataset: MultiViewDataset, view: str, values: np.ndarray, width:
     out = np.full((len(dataset), width), np.nan)
     out[dataset.has_view(view)] = values
     return out
+
+
+def check_one_space(dataset: MultiViewDataset, views: Sequence[str], why: str) -> None:
+    """Refuse views whose embeddings cannot share one space (different sizes: unaligned
+    encoders); ``why`` says what the system does with them, to start the message."""
+    sizes = {v: dataset.embeddings[v].shape[1] for v in views if v in dataset.embeddings}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"{why}, but the views' embeddings have different sizes {sizes} (unaligned encoders); "
+                         "use one aligned encoder or pass aligner=MCSEAligner(views)")
 
 
 def ctm_thetas(ctm, embeddings: np.ndarray, n_samples: int, seed: int | None, view: str) -> np.ndarray:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..data import MultiViewDataset
-from .base import Baseline
+from .base import Baseline, check_one_space
 from .mcse import MCSEAligner
 
 __all__ = ["EmbeddingRetrieval"]
@@ -30,12 +30,7 @@ class EmbeddingRetrieval(Baseline):
         if self.aligner is not None and self.aligner.heads is None:
             self.aligner.fit(dataset)
         if self.aligner is None:
-            sizes = {v: dataset.embeddings[v].shape[1] for v in self.views if v in dataset.embeddings}
-            if len(set(sizes.values())) > 1:
-                raise ValueError(
-                    f"embedding retrieval compares the views' embeddings directly, but they have different "
-                    f"sizes {sizes} (unaligned encoders); use one aligned encoder or pass "
-                    "aligner=MCSEAligner(views)")
+            check_one_space(dataset, self.views, "embedding retrieval compares the views' embeddings directly")
         return self
 
     def represent(self, dataset: MultiViewDataset, view: str, seed: int | None = 0) -> np.ndarray:

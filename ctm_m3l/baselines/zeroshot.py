@@ -11,7 +11,7 @@ from contextualized_topic_models.models.ctm import ZeroShotTM
 
 from ..data import MultiViewDataset
 from ..model import _check_int
-from .base import Baseline, check_ctm_batch, ctm_thetas, rows_or_nan, seed_ctm
+from .base import Baseline, check_ctm_batch, check_one_space, ctm_thetas, rows_or_nan, seed_ctm
 from .mcse import MCSEAligner
 
 __all__ = ["ZeroShotBaseline"]
@@ -53,12 +53,7 @@ class ZeroShotBaseline(Baseline):
     def _aligned(self, dataset: MultiViewDataset) -> MultiViewDataset:
         if self.aligner is not None:
             return self.aligner.transform_dataset(dataset)
-        sizes = {v: dataset.embeddings[v].shape[1] for v in self.views}
-        if len(set(sizes.values())) > 1:
-            raise ValueError(
-                f"ZeroshotTM feeds every view to one inference network, but the views' embeddings "
-                f"have different sizes {sizes} (unaligned encoders); use one aligned encoder or pass "
-                "aligner=MCSEAligner(views)")
+        check_one_space(dataset, self.views, "ZeroshotTM feeds every view to one inference network")
         return dataset
 
     def fit(self, dataset: MultiViewDataset) -> "ZeroShotBaseline":
