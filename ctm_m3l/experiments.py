@@ -10,6 +10,7 @@ import os
 import pickle
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -452,12 +453,8 @@ def _report(out: Path, config: ReproduceConfig, plan, done: dict, figures: bool)
             name = " / ".join(config.encoder_combos[run.combo]) + (", aligned by MCSE heads" if run.mcse else "")
             exp.setdefault(experiment, {}).setdefault(name, []).append(found)
     distinct = _distinct(plan, config)
-    planned, finished = len(distinct), sum(key in done for key in distinct)
-    labels: dict[str, int] = {}
-    for key in distinct:
-        if key in done:
-            label = _software_label(done[key])
-            labels[label] = labels.get(label, 0) + 1
+    labels = Counter(_software_label(done[key]) for key in distinct if key in done)
+    planned, finished = len(distinct), sum(labels.values())
     markdown = ["# M3L-Contrast on Multi30k: the paper's experiments\n",
                 f"{finished} of {planned} planned runs finished; mean ± standard deviation over the seeds "
                 "finished (n = number of seeds).\n",

@@ -229,7 +229,7 @@ class PLTM(Baseline):
         n_dk = np.zeros((len(dataset), k), dtype=np.int64)
         n_wk, n_lk = self.n_wk.copy(), self.n_lk.copy()
         # Each view samples from its own stream (ctm_m3l.model.view_seed), as the neural models do.
-        seed_fn(view_seed(self.random_state if seed is None else seed, view) % 2**32)
+        seed_fn(view_seed(self.random_state if seed is None else seed, view))
         initialise(doc_ptr, words, langs, z, n_dk, n_wk, n_lk, False)
         kept = max(1, min(n_samples, self.inference_iterations // 2))
         total = np.zeros((len(dataset), k))
