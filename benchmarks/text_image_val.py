@@ -68,13 +68,9 @@ def main():
         # into one space: M3L-Contrast with aligned inputs, as `reproduce`'s Table 4 runs it.
         start = time.perf_counter()
         aligner = MCSEAligner(["en", "de", "image"], random_state=args.seed).fit(train)
-        aligned_train = aligner.transform_dataset(train)
-        model = M3LTM(views=["en", "de", "image"], n_components=args.topics, num_epochs=args.epochs,
-                      random_state=args.seed)
-        model.fit(aligned_train, progress_bar=False)
-        report("M3L on MCSE-aligned embeddings",
-               evaluate(model, aligned_train, aligner.transform_dataset(val), seed=args.seed),
-               time.perf_counter() - start)
+        run = run_system("m3l", views, aligner.transform_dataset(train), aligner.transform_dataset(val),
+                         args.topics, args.epochs, args.seed)
+        report("M3L on MCSE-aligned embeddings", run["metrics"], time.perf_counter() - start)
     for name in [name for name in ("zeroshot", "embeddings") if not args.only or name in args.only]:
         run = run_system(name, views, train, val, args.topics, args.epochs, args.seed)
         report(run["model"], run["metrics"], run["seconds"])
