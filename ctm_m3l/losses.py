@@ -16,6 +16,7 @@ __all__ = [
     "gaussian_kl",
     "prior_kl",
     "pairwise_view_kl",
+    "pairwise_theta_kl",
     "contrastive_pair_masks",
     "multiview_info_nce",
 ]
@@ -125,6 +126,43 @@ def pairwise_view_kl(mu: torch.Tensor, logvar: torch.Tensor, present: torch.Tens
     spread = (inverse * (second - 2.0 * mu * first + count * mu_sq)).sum(0)
     per_topic = var.sum(0) * inverse.sum(0) + spread - count * count
     return 0.5 * per_topic.sum(dim=-1)
+
+
+def pairwise_theta_kl(theta: torch.Tensor, present: torch.Tensor | None = None, eps: float = 1e-10) -> torch.Tensor:
+    r"""Sum of KL divergences between the sampled topic proportions of every ordered pair of
+    a tuple's views.
+
+    .. math:: \mathrm{TKL}_i = \sum_{a \ne b,\ a,b \in \text{views}(i)}
+              \sum_k \theta^a_{ik} \big(\log\theta^a_{ik} - \log\theta^b_{ik}\big)
+
+    The divergence the authors' released multimodal code (``models/M3L_contrast.py``) puts
+    between views: on the simplex, between the reparameterised samples that the decoder and
+    InfoNCE see, rather than between the Gaussian posteriors (:func:`pairwise_view_kl`).
+    It pulls a tuple's views towards the same topic mixture without tying the posteriors'
+    means and variances in every one of the ``K`` logit dimensions.
+
+    Args:
+        theta: ``(V, N, K)`` sampled topic proportions (rows on the simplex).
+        present: ``(V, N)`` bool; ``None`` when every tuple has every view.
+        eps: floor under ``theta`` before the logarithm.
+
+    Returns:
+        ``(N,)``.
+    """
+    # With m_a = 1 for present views and M = sum_a m_a, over ordered pairs a != b (the a == b
+    # terms are 0):  sum_a sum_b m_a m_b theta_a . (log theta_a - log theta_b)
+    #              = M sum_a m_a theta_a . log theta_a - (sum_a m_a theta_a) . (sum_b m_b log theta_b).
+    log_theta = theta.clamp_min(eps).log()
+    if present is None:
+        weight = torch.ones((), dtype=theta.dtype, device=theta.device)
+        count = torch.full((1,), float(theta.shape[0]), dtype=theta.dtype, device=theta.device)
+    else:
+        weight = present.to(theta.dtype).unsqueeze(-1)  # (V, N, 1)
+        count = weight.sum(0).squeeze(-1)  # (N,)
+    weighted, weighted_log = theta * weight, log_theta * weight
+    self_term = (weighted * log_theta).sum(dim=(0, 2))
+    cross = (weighted.sum(0) * weighted_log.sum(0)).sum(-1)
+    return count * self_term - cross
 
 
 def _view_pairs(n_views: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,7 @@ from ctm_m3l.losses import (
     contrastive_pair_masks,
     gaussian_kl,
     multiview_info_nce,
+    pairwise_theta_kl,
     pairwise_view_kl,
     prior_kl,
     reconstruction_loss,
@@ -91,12 +92,42 @@ def test_pairwise_view_kl_equals_every_ordered_pair_with_gradients(n_views):
             torch.testing.assert_close(g, w)
 
 
+@pytest.mark.parametrize("n_views", [2, 3, 5])
+def test_pairwise_theta_kl_equals_every_ordered_pair_with_gradients(n_views):
+    """The O(V) expansion against the direct sum over ordered pairs of KL(theta_a || theta_b),
+    each computed as ``F.kl_div`` does (``kl_div(log q, p) = KL(p || q)``)."""
+    torch.manual_seed(n_views)
+    logits = (torch.randn(n_views, 6, 4, dtype=torch.float64) * 2).requires_grad_()
+    present = torch.rand(n_views, 6) < 0.7
+    for mask in (present, None):
+        theta = torch.softmax(logits, dim=-1)
+        got = pairwise_theta_kl(theta, mask)
+        full = torch.ones_like(present) if mask is None else mask
+        direct = sum(torch.where(full[a] & full[b],
+                                 torch.nn.functional.kl_div(theta[b].log(), theta[a], reduction="none").sum(-1), 0.0)
+                     for a, b in itertools.permutations(range(n_views), 2))
+        torch.testing.assert_close(got, direct)
+        torch.testing.assert_close(torch.autograd.grad(got.sum(), logits, retain_graph=True)[0],
+                                   torch.autograd.grad(direct.sum(), logits)[0])
+
+
+def test_pairwise_theta_kl_by_hand():
+    theta = torch.tensor([[[0.5, 0.5]], [[0.9, 0.1]]])
+    kl_ab = 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)
+    kl_ba = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)
+    assert pairwise_theta_kl(theta).item() == pytest.approx(kl_ab + kl_ba, rel=1e-6)
+    # A tuple with one view has no pair; identical views have divergence 0.
+    assert pairwise_theta_kl(theta, torch.tensor([[True], [False]])).item() == 0.0
+    assert pairwise_theta_kl(theta[:1].expand(3, 1, 2)).item() == pytest.approx(0.0, abs=1e-7)
+
+
 def test_all_present_shortcut_equals_full_mask():
     theta = torch.softmax(torch.randn(3, 7, 5) * 2, dim=-1)
     mu, lv = torch.randn(3, 7, 5), torch.randn(3, 7, 5)
     ones = torch.ones(3, 7, dtype=torch.bool)
     torch.testing.assert_close(multiview_info_nce(theta, None), multiview_info_nce(theta, ones))
     torch.testing.assert_close(pairwise_view_kl(mu, lv, None), pairwise_view_kl(mu, lv, ones))
+    torch.testing.assert_close(pairwise_theta_kl(theta, None), pairwise_theta_kl(theta, ones))
 
 
 @pytest.mark.parametrize("n_views,n_pairs", [(2, 1), (3, 3), (4, 6)])
