@@ -36,7 +36,7 @@ def _embeddings(pairs: list[str] | None) -> dict[str, np.ndarray]:
 
 def _m3l_options(args) -> dict:
     """The M3LTM loss settings given on the command line (``--loss-weights KEY=VALUE...``,
-    ``--temperature``, ``--similarity``), validated by M3LTM itself; the others keep M3LTM's
+    ``--temperature``, ``--similarity``, ``--pair-kl-on``), validated by M3LTM itself; the others keep M3LTM's
     defaults."""
     options = {}
     if args.loss_weights:
@@ -51,6 +51,8 @@ def _m3l_options(args) -> dict:
         options["temperature"] = args.temperature
     if args.similarity is not None:
         options["similarity"] = args.similarity
+    if args.pair_kl_on is not None:
+        options["pair_kl_on"] = args.pair_kl_on
     return options
 
 
@@ -94,7 +96,7 @@ def build_system(name: str, views, train, n_components: int, num_epochs: int, se
                  device=None, lr: float = 2e-3, torch_compile: bool = False, m3l_options: dict | None = None,
                  align: str = "auto"):
     """The system ``name`` for these views.  ``m3l_options``: further ``M3LTM`` arguments
-    (``loss_weights``, ``temperature``, ``similarity``).
+    (``loss_weights``, ``temperature``, ``similarity``, ``pair_kl_on``).
 
     ``align``, for the systems that compare views in one embedding space (``zeroshot``,
     ``embeddings``): ``"mcse"`` maps every view into one space by MCSE heads fitted on
@@ -139,7 +141,7 @@ def cmd_evaluate(args) -> int:
     start = time.perf_counter()
     m3l_options = _m3l_options(args)
     if args.model != "m3l" and m3l_options:
-        raise ValueError(f"--loss-weights, --temperature and --similarity set M3L-Contrast's loss; "
+        raise ValueError(f"--loss-weights, --temperature, --similarity and --pair-kl-on set M3L-Contrast's loss; "
                          f"--model {args.model} has none of them")
     if args.model != "m3l" and args.torch_compile:
         raise ValueError(f"--torch-compile compiles M3L-Contrast's training step; --model {args.model} does not "
@@ -241,12 +243,15 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     parser.add_argument("--cache-dir", default=None, help="folder to cache embeddings in")
     parser.add_argument("--loss-weights", nargs="*", metavar="KEY=WEIGHT",
-                        help="M3L-Contrast's loss weights: reconstruction, prior_kl, pair_kl (default 1 each), "
-                             "contrastive (s, default 50); on Multi30k val pair_kl=0.1 retrieved better across "
-                             "languages and images and gave more coherent topics (README, under Table 2)")
+                        help="M3L-Contrast's loss weights: reconstruction (default 1), prior_kl (KL to the topic "
+                             "prior, default 0 as in Eq. 1), pair_kl (default 1), contrastive (s, default 50)")
     parser.add_argument("--temperature", type=float, help="M3L-Contrast's InfoNCE tau (default 0.07)")
     parser.add_argument("--similarity", choices=("dot", "cosine"),
-                        help="M3L-Contrast's InfoNCE similarity: dot (Eq. 1, default) or cosine (the authors' code)")
+                        help="M3L-Contrast's InfoNCE similarity: cosine (the authors' code, default) or dot (Eq. 1)")
+    parser.add_argument("--pair-kl-on", choices=("theta", "posterior"),
+                        help="what M3L-Contrast's pairwise KL compares: theta, the sampled topic proportions (the "
+                             "authors' code, default), or posterior, the Gaussian posteriors (Eq. 1 as printed); "
+                             "README, 'Which loss'")
     parser.add_argument("--torch-compile", action="store_true", help=_COMPILE_HELP)
 
 

@@ -52,6 +52,17 @@ class ReproduceConfig:
                    topic_numbers=[10, 20], batch_sizes=[16, 32])
 
 
+def m3l_loss_label(options: dict | None = None) -> str:
+    """M3L-Contrast's loss as ``M3LTM(**options)`` trains it, in a few characters (part of a
+    run's key: results of another loss, e.g. an earlier default, never stand in for these)."""
+    from .model import M3LTM
+
+    model = M3LTM(views=["_"], **(options or {}))
+    w = model.weights
+    return (f"rec{w['reconstruction']:g}+prior{w['prior_kl']:g}+pair{w['pair_kl']:g}({model.pair_kl_on})"
+            f"+s{w['contrastive']:g}({model.similarity},tau{model.temperature:g})")
+
+
 def _prepare(root, config: ReproduceConfig, combo, cache_dir, device):
     en, de, image = combo
     prep = M3LDataPreparation([TextView("en", encoder=en), TextView("de", encoder=de),
@@ -158,6 +169,7 @@ class _Run:
         batch = self.batch_size or DEFAULT_BATCH_SIZES.get(self.system)
         return "|".join([self.system, self.views, "/".join(config.encoder_combos[self.combo])]
                         + (["aligned=mcse"] if self.mcse else [])
+                        + ([f"loss={m3l_loss_label()}"] if self.system == "m3l" else [])
                         + [f"train={config.n_train or 'all'}", f"test={config.n_test or 'all'}",
                            f"K={self.n_components}", f"batch={batch or '-'}", length, f"seed={self.seed}"])
 
@@ -459,7 +471,9 @@ def _report(out: Path, config: ReproduceConfig, plan, done: dict, figures: bool)
                 f"{finished} of {planned} planned runs finished; mean ± standard deviation over the seeds "
                 "finished (n = number of seeds).\n",
                 "Code of the finished runs: " + "; ".join(f"{label} ({count} run{'s' * (count != 1)})"
-                                                         for label, count in labels.items()) + ".\n"]
+                                                         for label, count in labels.items()) + ".\n",
+                f"M3L-Contrast's loss: {m3l_loss_label()} (weights of reconstruction, KL to the prior, "
+                "pairwise KL between views (on what), InfoNCE (similarity, temperature)).\n"]
     for key, title, _, _, keys in _TABLES:
         if key in exp:
             markdown.append(_table(title, {model: found for model, found in exp[key].items()}, keys))

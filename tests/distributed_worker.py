@@ -8,13 +8,13 @@ import torch.distributed as dist
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_distributed import GLOBAL_BATCH, make_model, make_train  # noqa: E402
+from test_distributed import GLOBAL_BATCH, STEP_SETTINGS, make_model, make_train  # noqa: E402
 
 from ctm_m3l.model import _Objective  # noqa: E402
 
 
 def one_step(out: Path) -> None:
-    model = make_model()
+    model = make_model(**STEP_SETTINGS)
     model._setup_distributed()
     train = make_train()
     model._bind(train)

@@ -63,10 +63,11 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
               "--embeddings", f"en={tmp_path / 'en.npy'}", f"de={tmp_path / 'de.npy'}", "--n-components", "4",
               "--num-epochs", "1", "--seed", "0", "--output", str(tmp_path / "model")]
     assert main(common + ["--loss-weights", "pair_kl=0.1", "contrastive=10", "--temperature", "0.2",
-                          "--similarity", "cosine"]) == 0
+                          "--similarity", "dot", "--pair-kl-on", "posterior"]) == 0
     settings = json.loads((tmp_path / "model" / "config.json").read_text())["settings"]
-    assert settings["loss_weights"] == {"reconstruction": 1.0, "prior_kl": 1.0, "pair_kl": 0.1, "contrastive": 10.0}
-    assert settings["temperature"] == 0.2 and settings["similarity"] == "cosine"
+    assert settings["loss_weights"] == {"reconstruction": 1.0, "prior_kl": 0.0, "pair_kl": 0.1, "contrastive": 10.0}
+    assert settings["temperature"] == 0.2 and settings["similarity"] == "dot"
+    assert settings["pair_kl_on"] == "posterior"
     capsys.readouterr()
     assert main(common + ["--loss-weights", "pair_kl"]) == 2
     assert "KEY=NUMBER" in capsys.readouterr().err

@@ -15,6 +15,9 @@ HERE = Path(__file__).resolve().parent
 PER_RANK_BATCH = 8
 ZERO_GRADIENT = ("prior_mean",)
 GLOBAL_BATCH = 2 * PER_RANK_BATCH
+# The one-step check weighs CTM's prior KL too (0 by default), so that every parameter,
+# the learned prior included, has a gradient to compare.
+STEP_SETTINGS = dict(loss_weights={"prior_kl": 1.0})
 
 
 def make_train():
@@ -49,7 +52,7 @@ def test_two_ranks_equal_one_process_on_the_global_batch(tmp_path):
     torchrun(tmp_path, "step")
     got = load_file(str(tmp_path / "step.safetensors"))
 
-    model = make_model(batch_size=GLOBAL_BATCH)
+    model = make_model(batch_size=GLOBAL_BATCH, **STEP_SETTINGS)
     train = make_train()
     model._bind(train)
     data = model._device_data(train)
