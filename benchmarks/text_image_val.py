@@ -20,9 +20,8 @@ import time
 import numpy as np
 import torch
 
-from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView, load_multi30k
+from ctm_m3l import ImageView, M3LDataPreparation, TextView, load_multi30k
 from ctm_m3l.baselines import MCSEAligner
-from ctm_m3l.evaluation import evaluate
 from ctm_m3l.experiments import run_system
 
 KEYS = ["uap_en_image", "uap_de_image", "mrr_en_de", "mrr_image_en", "npmi_en", "npmi_de", "diversity_en"]
@@ -63,11 +62,8 @@ def main():
                 "M3L without InfoNCE": {"loss_weights": {"contrastive": 0.0}}}
     chosen = [name for name in variants if not args.only or any(word in name for word in args.only)]
     for name in chosen:
-        start = time.perf_counter()
-        model = M3LTM(views=["en", "de", "image"], n_components=args.topics, num_epochs=args.epochs,
-                      random_state=args.seed, **variants[name])
-        model.fit(train, progress_bar=False)
-        report(name, evaluate(model, train, val, seed=args.seed), time.perf_counter() - start)
+        run = run_system("m3l", views, train, val, args.topics, args.epochs, args.seed, m3l_options=variants[name])
+        report(name, run["metrics"], run["seconds"])
     if not args.only or "mcse" in args.only:
         # The default loss on embeddings that MCSE heads (fitted on the training tuples) map
         # into one space: M3L-Contrast with aligned inputs, as `reproduce`'s Table 4 runs it.
