@@ -6,7 +6,7 @@ import pytest
 
 import ctm_m3l
 
-from ctm_m3l.experiments import ReproduceConfig, reproduce
+from ctm_m3l.experiments import ReproduceConfig, m3l_loss_label, reproduce
 from test_compile import needs_cpp
 
 
@@ -39,6 +39,17 @@ def test_reproduce_tiny(tmp_path, multi30k_dir):
     assert record["software"]["ctm_m3l"] == ctm_m3l.__version__ and record["torch_compile"] is False
     assert record["finished"].endswith("+00:00")
     assert f"Code of the finished runs: ctm_m3l {ctm_m3l.__version__}" in tables
+    # M3L-Contrast's runs are keyed by their loss, so results of another loss are never reused.
+    m3l_keys = [r["key"] for r in map(json.loads, _lines(tmp_path / "runs.jsonl")) if r["run"]["system"] == "m3l"]
+    assert m3l_keys and all(f"|loss={m3l_loss_label()}|" in key for key in m3l_keys)
+    assert f"M3L-Contrast's loss: {m3l_loss_label()}" in tables
+
+
+def test_m3l_loss_label_names_every_loss_setting():
+    assert m3l_loss_label() == "rec1+prior0+pair1(theta)+s50(cosine,tau0.07)"
+    earlier = {"pair_kl_on": "posterior", "similarity": "dot", "temperature": 0.1,
+               "loss_weights": {"prior_kl": 1, "pair_kl": 0.03}}
+    assert m3l_loss_label(earlier) == "rec1+prior1+pair0.03(posterior)+s50(dot,tau0.1)"
 
 
 def _lines(path):
