@@ -53,6 +53,9 @@ _CONFIG = "config.json"
 _WEIGHTS = "model.safetensors"
 _CHECKPOINT_FORMAT = "ctm-m3l-checkpoint"
 _CHECKPOINT = "checkpoint.safetensors"
+#: Settings added after a format version was first written, with the values that saved
+#: models and checkpoints lacking them were trained with.
+_SETTINGS_ADDED = {"pair_kl_on": "posterior"}
 
 
 def _resolve_device(device: Any) -> torch.device:
@@ -882,9 +885,8 @@ class M3LTM(ZeroShotTM):
                 f"resume_from: {path} was written by ctm-m3l {config.get('ctm_m3l_version')} (format_version "
                 f"{config.get('format_version')}), whose network layout this ctm-m3l ({__version__}, format_version "
                 f"{_FORMAT_VERSION}) cannot continue; restart the run, or resume it with that version")
-        mine, theirs = self._settings(), dict(config["settings"])
+        mine, theirs = self._settings(), _saved_settings(config)
         theirs["hidden_sizes"] = list(theirs["hidden_sizes"])
-        theirs.setdefault("pair_kl_on", "posterior")
         differ = sorted(k for k in mine if k != "num_epochs" and mine[k] != theirs.get(k))
         if differ:
             raise ValueError(f"resume_from: {path} was written with different settings: {differ}")
@@ -968,9 +970,8 @@ class M3LTM(ZeroShotTM):
             raise ValueError(f"{weights_path}: the weights do not match the checksum in {_CONFIG}; "
                              "the file was modified or corrupted after saving")
         try:
-            settings = dict(config["settings"])
+            settings = _saved_settings(config)
             settings["hidden_sizes"] = tuple(settings["hidden_sizes"])
-            settings.setdefault("pair_kl_on", "posterior")  # saved before the option existed
             model = cls(**settings, device=device)
             model.view_kinds = {str(k): str(v) for k, v in config["view_kinds"].items()}
             model.embedding_sizes = {str(k): int(v) for k, v in config["embedding_sizes"].items()}
@@ -1046,6 +1047,12 @@ def view_seed(seed: int, view: str) -> int:
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _saved_settings(config: dict) -> dict:
+    """The constructor settings of a saved model or checkpoint's config, with the settings
+    added since it was written filled in as it was trained."""
+    return {**_SETTINGS_ADDED, **config["settings"]}
 
 
 def _sha256(path: Path) -> str:
