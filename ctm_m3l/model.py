@@ -171,6 +171,8 @@ class M3LTM(ZeroShotTM):
                 if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
                     raise ValueError(f"loss_weights[{key!r}] must be a finite number >= 0, got {value!r}")
                 weights[key] = float(value)
+            if not any(weights.values()):
+                raise ValueError(f"loss_weights are all 0 ({weights}): nothing would be trained")
         if random_state is not None and not isinstance(random_state, int):
             raise TypeError("random_state must be an int or None")
         if not isinstance(torch_compile, bool):
@@ -393,29 +395,35 @@ class M3LTM(ZeroShotTM):
         net = self.model
         mu, logvar = net.posteriors(embeddings, present)
         theta = net.theta_from_noise(mu, logvar, noise)  # (V, b, K)
-        log_probs = net.all_word_log_probs(theta, present)  # (b, W): every language side by side
-        rec = (reconstruction_loss(bow, log_probs) if isinstance(bow, torch.Tensor)
-               else sparse_reconstruction_loss(log_probs, *bow)).sum()
-        kl = prior_kl(mu, logvar, net.prior_mean, net.prior_variance)  # (V, b)
+        # A term weighted 0 is computed for the record only, outside the graph, except under DDP,
+        # which expects every parameter (the prior's too) to get a gradient at every step.
+        w, keep = self.weights, bool(self._dist)
+        with _differentiable(w["reconstruction"], keep):
+            log_probs = net.all_word_log_probs(theta, present)  # (b, W): every language side by side
+            rec = (reconstruction_loss(bow, log_probs) if isinstance(bow, torch.Tensor)
+                   else sparse_reconstruction_loss(log_probs, *bow)).sum()
         zero = torch.zeros((), device=mu.device)
-        pkl = kl.sum() if present is None else torch.where(present, kl, zero).sum()
+        with _differentiable(w["prior_kl"], keep):  # reported whatever its weight
+            kl = prior_kl(mu, logvar, net.prior_mean, net.prior_variance)  # (V, b)
+            pkl = kl.sum() if present is None else torch.where(present, kl, zero).sum()
         n_views = mu.shape[0]
-        if n_views == 1:
-            pair = zero
-        elif self.pair_kl_on == "theta":
-            pair = pairwise_theta_kl(theta, present).sum()
-        else:
-            pair = pairwise_view_kl(mu, logvar, present).sum()
+        with _differentiable(w["pair_kl"], keep):
+            if n_views == 1:
+                pair = zero
+            elif self.pair_kl_on == "theta":
+                pair = pairwise_theta_kl(theta, present).sum()
+            else:
+                pair = pairwise_view_kl(mu, logvar, present).sum()
         if gather is not None:
             theta, present = gather(theta), global_present
-        contrastive = multiview_info_nce(theta, present, self.temperature, self.similarity) \
-            if n_views > 1 else zero
-        w = self.weights
-        local = w["reconstruction"] * rec + w["prior_kl"] * pkl + w["pair_kl"] * pair
+        with _differentiable(w["contrastive"], keep):
+            contrastive = multiview_info_nce(theta, present, self.temperature, self.similarity) \
+                if n_views > 1 else zero
+        local = _weighted_sum([(w["reconstruction"], rec), (w["prior_kl"], pkl), (w["pair_kl"], pair)], zero, keep)
         # DDP averages gradients over ranks: scaling the per-tuple sums by the world size makes
         # the average the gradient of the global batch's sum (InfoNCE's gradient already
         # arrives summed over ranks through the all-gather).
-        loss = self._world * local + w["contrastive"] * contrastive
+        loss = _weighted_sum([(self._world, local), (w["contrastive"], contrastive)], zero, keep)
         return {"loss": loss, "reconstruction": rec, "prior_kl": pkl, "pair_kl": pair,
                 "contrastive": contrastive}
 
@@ -446,6 +454,9 @@ class M3LTM(ZeroShotTM):
             for batch_host in batches:
                 terms = step(data, batch_host)
                 if train:
+                    if not terms["loss"].requires_grad:
+                        raise ValueError(f"the loss of this {len(self.views)}-view model has no term with a weight "
+                                         f"above 0 (loss_weights {self.weights}): nothing to train")
                     self.optimizer.zero_grad(set_to_none=True)
                     terms["loss"].backward()
                     self.optimizer.step()
@@ -1034,6 +1045,23 @@ class _Objective(torch.nn.Module):
 
     def forward(self, data: dict, batch_host: np.ndarray) -> dict[str, torch.Tensor]:
         return self.owner._batch_terms(data, batch_host)
+
+
+def _differentiable(weight: float, keep: bool = False):
+    """Grad mode for computing a loss term of this weight: a term weighted 0 is still computed
+    (the fit reports it) but records no graph, so the backward skips it, unless ``keep``."""
+    return torch.set_grad_enabled(torch.is_grad_enabled() and (weight != 0 or keep))
+
+
+def _weighted_sum(terms: list[tuple[float, torch.Tensor]], zero: torch.Tensor, keep: bool = False) -> torch.Tensor:
+    """``sum(weight * term)`` without the operations of weights 1, and of weights 0 unless ``keep``."""
+    total = None
+    for weight, term in terms:
+        if weight == 0 and not keep:
+            continue
+        part = term if weight == 1 else weight * term
+        total = part if total is None else total + part
+    return zero if total is None else total
 
 
 def view_seed(seed: int, view: str) -> int:

@@ -5,7 +5,6 @@ import sys
 import warnings
 
 import numpy as np
-import pytest
 
 from ctm_m3l.cli import main
 from planted import planted_tuples

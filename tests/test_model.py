@@ -178,6 +178,35 @@ def test_loss_weight_variants_train(weights):
     assert np.isfinite(model.history[-1]["loss"])
 
 
+def test_a_term_weighted_zero_is_reported_but_not_differentiated():
+    _, train, _ = prepare(n_train=64, n_test=4)
+    model = M3LTM(views=VIEWS, n_components=K, random_state=0)  # prior_kl weighted 0 by default
+    model._bind(train)
+    terms = model._batch_terms(model._device_data(train), np.arange(32))
+    assert terms["prior_kl"].item() > 0 and not terms["prior_kl"].requires_grad
+    assert terms["pair_kl"].requires_grad and terms["contrastive"].requires_grad
+    torch.testing.assert_close(terms["loss"], terms["reconstruction"] + terms["pair_kl"] + 50 * terms["contrastive"])
+    terms["loss"].backward()
+    assert model.model.prior_mean.grad is None  # nothing of the prior KL in the graph
+    # Weighted, it is in the loss and its gradient reaches the prior.
+    weighted = M3LTM(views=VIEWS, n_components=K, random_state=0, loss_weights={"prior_kl": 0.5})
+    weighted._bind(train)
+    terms = weighted._batch_terms(weighted._device_data(train), np.arange(32))
+    torch.testing.assert_close(terms["loss"], terms["reconstruction"] + 0.5 * terms["prior_kl"] + terms["pair_kl"]
+                               + 50 * terms["contrastive"])
+    terms["loss"].backward()
+    assert weighted.model.prior_mean.grad.abs().sum() > 0
+
+
+def test_a_one_view_model_with_only_multi_view_terms_is_a_clear_error():
+    _, train, _ = prepare(n_train=64, n_test=4)
+    model = M3LTM(views=["en"], n_components=K, num_epochs=1, random_state=0,
+                  loss_weights={"reconstruction": 0, "prior_kl": 0})
+    with pytest.raises(ValueError, match="1-view model has no term with a weight above 0"), \
+            pytest.warns(UserWarning, match="autoencoder"):
+        model.fit(train, progress_bar=False)
+
+
 @pytest.mark.parametrize("pair_kl_on", ["posterior", "theta"])
 def test_pair_kl_term_compares_what_pair_kl_on_names(pair_kl_on):
     """The batch's pair term is the named divergence of that batch's posteriors or thetas
@@ -244,6 +273,7 @@ def test_two_of_three_views():
     ({"views": ["en"], "temperature": 0}, "temperature"),
     ({"views": ["en"], "loss_weights": {"kl": 1}}, "unknown loss_weights"),
     ({"views": ["en"], "loss_weights": {"contrastive": -1}}, "contrastive"),
+    ({"views": ["en"], "loss_weights": {"reconstruction": 0, "pair_kl": 0, "contrastive": 0}}, "all 0"),
     ({"views": ["en"], "device": "tpu"}, "device"),
 ])
 def test_constructor_validation(kwargs, match):

@@ -202,3 +202,18 @@ def test_training_stays_finite_when_few_tuples_have_an_image(seed):
     model = M3LTM(views=VIEWS, n_components=4, batch_size=16, num_epochs=4, random_state=seed)
     model.fit(train, progress_bar=False)
     assert all(np.isfinite(record["loss"]) for record in model.history)
+
+
+def test_cpu_dropout_keeps_the_expected_value_and_rate():
+    torch.manual_seed(0)
+    from ctm_m3l.networks import dropout
+
+    x = torch.ones(200, 500)
+    out = dropout(x, 0.2, True)
+    assert set(out.unique().tolist()) == {0.0, 1.25}
+    assert abs((out == 0).float().mean().item() - 0.2) < 0.005
+    assert dropout(x, 0.2, False) is x and dropout(x, 0.0, True) is x
+    torch.manual_seed(1)
+    first = dropout(x, 0.5, True)
+    torch.manual_seed(1)
+    torch.testing.assert_close(dropout(x, 0.5, True), first)  # the seed fixes the mask
