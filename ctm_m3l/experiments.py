@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ import numpy as np
 
 from .data import M3LDataPreparation, load_multi30k
 from .evaluation import evaluate
+from .model import _CHECKPOINT
 from .views import ImageView, TextView
 
 __all__ = ["ReproduceConfig", "reproduce"]
@@ -74,21 +76,61 @@ def _prepare(root, config: ReproduceConfig, combo, cache_dir, device):
 
 def run_system(name, views, train, test, n_components, num_epochs, seed, batch_size=None, device=None,
                lr: float = 2e-3, progress_bar: bool = False, m3l_options: dict | None = None,
-               torch_compile: bool = False, align: str = "auto") -> dict:
+               torch_compile: bool = False, align: str = "auto", checkpoint_dir: str | Path | None = None,
+               log=print) -> dict:
     """Build system ``name`` (see ``cli.build_system``, also for ``align``), fit it on ``train``,
     evaluate on ``test``: ``{"model", "metrics", "seconds"}``.  ``torch_compile``: M3L-Contrast
-    trains with ``M3LTM(torch_compile=True)`` (the baselines train as CTM does)."""
+    trains with ``M3LTM(torch_compile=True)`` (the baselines train as CTM does).
+
+    ``checkpoint_dir`` (M3L-Contrast only; the baselines train in CTM's own loop): checkpoint
+    every epoch there, and continue from the checkpoint found there, if any, which ends with
+    the weights of an uninterrupted fit.  A checkpoint that cannot be continued (other settings,
+    an older network layout) is set aside and the fit starts over.  A continued run adds
+    ``"resumed_from_epoch"``, and its ``seconds`` include the earlier epochs' training time.
+    """
     from .cli import build_system
 
+    def build():
+        return build_system(name, views, train, n_components, num_epochs, seed, batch_size, device, lr=lr,
+                            torch_compile=torch_compile, m3l_options=m3l_options, align=align)
+
     start = time.perf_counter()
-    system = build_system(name, views, train, n_components, num_epochs, seed, batch_size, device, lr=lr,
-                          torch_compile=torch_compile, m3l_options=m3l_options, align=align)
-    if name == "m3l":
+    system = build()
+    extra: dict[str, Any] = {}
+    if name == "m3l" and checkpoint_dir is not None:
+        checkpoint = Path(checkpoint_dir) / _CHECKPOINT
+        resume = checkpoint if checkpoint.is_file() else None
+        resumed_at = _checkpoint_epoch(checkpoint) if resume is not None else 0
+        try:
+            system.fit(train, progress_bar=progress_bar, checkpoint_dir=checkpoint_dir, resume_from=resume)
+        except ValueError as error:
+            if resume is None or "resume_from" not in str(error):
+                raise
+            log(f"{error}; starting this run over")
+            os.replace(checkpoint, checkpoint.with_name(checkpoint.name + ".unusable"))
+            resume, system = None, build()
+            system.fit(train, progress_bar=progress_bar, checkpoint_dir=checkpoint_dir)
+        if resume is not None:
+            extra = {"resumed_from_epoch": resumed_at,
+                     "earlier_seconds": sum(r["seconds"] for r in system.history[:resumed_at])}
+    elif name == "m3l":
         system.fit(train, progress_bar=progress_bar)
     else:
         system.fit(train)
-    return {"model": system.name, "metrics": evaluate(system, train, test, seed=seed),
-            "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start + extra.pop("earlier_seconds", 0.0)
+    return {"model": system.name, "metrics": evaluate(system, train, test, seed=seed), "seconds": seconds, **extra}
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    """The number of epochs a checkpoint file holds (0 when it cannot be read: the fit that
+    tries to continue it says why)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return int((handle.metadata() or {}).get("epoch", 0))
+    except (SafetensorError, OSError, ValueError):
+        return 0
 
 
 def _summary(runs: list[dict], keys: list[str]) -> dict[str, tuple[float, float]]:
@@ -131,6 +173,7 @@ def _line_plot(path, xs, series: dict[str, list[tuple[float, float]]], xlabel, y
 
 EXPERIMENTS = ("table1", "table2", "topics", "batch", "table4")
 RUNS_FILE = "runs.jsonl"
+CHECKPOINTS_DIR = "checkpoints"  # M3L-Contrast runs in progress, one folder each (see run_system)
 
 # (key, title, views, systems, metric columns) of Tables 1 and 2.
 _TABLES = (
@@ -255,6 +298,9 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
     Every finished run is appended to ``out/runs.jsonl`` at once, and the tables are
     rewritten: a run that is interrupted (killed, out of time) loses at most the run in
     progress, and calling ``reproduce`` again with the same ``out`` continues where it stopped.
+    M3L-Contrast's runs lose less: they checkpoint every epoch into ``out/checkpoints/`` and a
+    restarted ``reproduce`` continues them from their last epoch, ending with the weights of an
+    uninterrupted run (the baselines train in CTM's loop, which has no such state, and start over).
     Runs are identified by everything their result depends on, so a run shared by two
     experiments (Table 1's M3L-Contrast is also the topic ablation's point at 100 topics and
     the batch ablation's at 32) is done once, and changing the configuration (more seeds, other
@@ -292,16 +338,20 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
     log(f"{len(distinct)} distinct runs planned, {len(todo)} to do (finished runs are kept in {runs_path})")
     software = _software()
     started = time.perf_counter()
+    checkpoints = out / CHECKPOINTS_DIR
     if jobs > 1 and len(todo) > 1:
-        finished = _run_in_parallel(todo, config, root, cache_dir, device, jobs, log, torch_compile)
+        finished = _run_in_parallel(todo, config, root, cache_dir, device, jobs, log, torch_compile, str(checkpoints))
     else:
-        finished = _run_serially(todo, config, root, cache_dir, device, log, torch_compile)
+        finished = _run_serially(todo, config, root, cache_dir, device, log, torch_compile, checkpoints)
     for number, (run, result) in enumerate(finished, 1):
         record = {"key": run.key(config), "run": asdict(run), **result, "software": software,
                   "torch_compile": torch_compile,
                   "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         _append_run(runs_path, record)
         done[record["key"]] = record
+        finished_checkpoint = _checkpoint_dir(checkpoints, run, config)
+        if finished_checkpoint is not None:
+            shutil.rmtree(finished_checkpoint, ignore_errors=True)  # recorded: nothing left to continue
         left = (time.perf_counter() - started) / number * (len(todo) - number)
         shown = [key for key in _HEADLINE if key in result["metrics"]]
         log(f"  [{number}/{len(todo)} done] {result['model']} ({_describe(run)}) in {_duration(result['seconds'])}: "
@@ -348,8 +398,17 @@ def _describe(run: _Run) -> str:
             f"batch {run.batch_size or 'default'}, seed {run.seed}")
 
 
+def _checkpoint_dir(checkpoints: str | Path | None, run: _Run, config: ReproduceConfig) -> Path | None:
+    """Where an M3L-Contrast run of ``reproduce`` keeps its checkpoint: one folder per run key."""
+    if checkpoints is None or run.system != "m3l":
+        return None
+    import hashlib
+
+    return Path(checkpoints) / hashlib.sha256(run.key(config).encode("utf-8")).hexdigest()[:16]
+
+
 def _train_and_evaluate(run: _Run, config: ReproduceConfig, views, train, test, device,
-                        torch_compile: bool = False) -> dict:
+                        torch_compile: bool = False, checkpoints: str | Path | None = None, log=print) -> dict:
     views = [v for v in views if run.views == "all" or v.kind == "text"]
     length = config.pltm_iterations if run.system == "pltm" else config.num_epochs
     aligning = 0.0
@@ -361,11 +420,12 @@ def _train_and_evaluate(run: _Run, config: ReproduceConfig, views, train, test, 
         train, test = aligner.transform_dataset(train), aligner.transform_dataset(test)
         aligning = time.perf_counter() - start
     result = run_system(run.system, views, train, test, run.n_components, length, run.seed,
-                        batch_size=run.batch_size, device=device, torch_compile=torch_compile)
+                        batch_size=run.batch_size, device=device, torch_compile=torch_compile,
+                        checkpoint_dir=_checkpoint_dir(checkpoints, run, config), log=log)
     return {**result, "seconds": result["seconds"] + aligning}
 
 
-def _run_serially(todo, config, root, cache_dir, device, log, torch_compile: bool = False):
+def _run_serially(todo, config, root, cache_dir, device, log, torch_compile: bool = False, checkpoints=None):
     """``(run, result)`` of every run of ``todo``, one after another in this process."""
     prepared: dict[int, tuple] = {}
     for number, run in enumerate(todo, 1):
@@ -374,7 +434,7 @@ def _run_serially(todo, config, root, cache_dir, device, log, torch_compile: boo
             prepared = {run.combo: _prepare(root, config, config.encoder_combos[run.combo], cache_dir, device)}
         prep, train, test = prepared[run.combo]
         log(f"[{number}/{len(todo)}] {run.system} on {_describe(run)}")
-        yield run, _train_and_evaluate(run, config, prep.views, train, test, device, torch_compile)
+        yield run, _train_and_evaluate(run, config, prep.views, train, test, device, torch_compile, checkpoints, log)
 
 
 def _start_worker(threads: int) -> None:
@@ -391,12 +451,14 @@ def _load_prepared(data_path: str) -> tuple:
         return pickle.load(handle)
 
 
-def _worker_run(data_path: str, run: _Run, config: ReproduceConfig, device, torch_compile: bool) -> dict:
+def _worker_run(data_path: str, run: _Run, config: ReproduceConfig, device, torch_compile: bool,
+                checkpoints: str | None = None) -> dict:
     views, train, test = _load_prepared(data_path)
-    return _train_and_evaluate(run, config, views, train, test, device, torch_compile)
+    return _train_and_evaluate(run, config, views, train, test, device, torch_compile, checkpoints)
 
 
-def _run_in_parallel(todo, config, root, cache_dir, device, jobs: int, log, torch_compile: bool = False):
+def _run_in_parallel(todo, config, root, cache_dir, device, jobs: int, log, torch_compile: bool = False,
+                     checkpoints=None):
     """``(run, result)`` of every run of ``todo`` as they finish, ``jobs`` at a time in worker
     processes.  Data is encoded once, here, and handed to the workers through a temporary
     file.  When a run fails, no new run starts; the runs in progress finish (and are yielded,
@@ -414,7 +476,8 @@ def _run_in_parallel(todo, config, root, cache_dir, device, jobs: int, log, torc
         log(f"{len(todo)} runs, {jobs} at a time ({threads} torch thread(s) each)")
         context = multiprocessing.get_context("spawn")  # fork and torch's thread pools do not mix
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads,)) as pool:
-            futures = {pool.submit(_worker_run, data_paths[run.combo], run, config, device, torch_compile): run
+            futures = {pool.submit(_worker_run, data_paths[run.combo], run, config, device, torch_compile,
+                                   checkpoints): run
                        for run in todo}
             failure = None
             try:

@@ -155,3 +155,34 @@ def test_reproduce_with_torch_compile_trains_m3l_compiled_to_the_same_results(tm
         assert found.keys() == expected.keys()
         for key in expected:
             assert found[key] == pytest.approx(expected[key], abs=1e-3), (system, key)
+
+
+def test_an_m3l_run_killed_mid_fit_continues_from_its_checkpoint(tmp_path, multi30k_dir):
+    """A run stopped after 2 of 4 epochs (its checkpoint left behind) continues from epoch 2
+    and ends with the metrics of an uninterrupted run; an unusable checkpoint is set aside."""
+    from ctm_m3l.experiments import _prepare, run_system
+
+    config = ReproduceConfig(n_train=300, n_test=40, seeds=[0])
+    prep, train, test = _prepare(multi30k_dir, config, config.encoder_combos[0], None, "cpu")
+    args = dict(views=prep.views, train=train, test=test, n_components=3, seed=0, device="cpu", log=lambda *_: None)
+    whole = run_system("m3l", num_epochs=4, **args)
+    killed = run_system("m3l", num_epochs=2, checkpoint_dir=tmp_path / "run", **args)  # the kill: after epoch 2
+    assert "resumed_from_epoch" not in killed and (tmp_path / "run" / "checkpoint.safetensors").is_file()
+    continued = run_system("m3l", num_epochs=4, checkpoint_dir=tmp_path / "run", **args)
+    assert continued["resumed_from_epoch"] == 2
+    assert continued["metrics"] == whole["metrics"]
+    assert continued["seconds"] > killed["seconds"] * 0.5  # the earlier epochs' time is counted
+    # A checkpoint of other settings (here: 4 topics) cannot be continued: set aside, started over.
+    messages = []
+    other = run_system("m3l", num_epochs=2, checkpoint_dir=tmp_path / "run",
+                       **{**args, "n_components": 4, "log": messages.append})
+    assert "resumed_from_epoch" not in other and "starting this run over" in messages[0]
+    assert (tmp_path / "run" / "checkpoint.safetensors.unusable").is_file()
+
+
+def test_reproduce_removes_a_run_checkpoint_once_the_run_is_recorded(tmp_path, multi30k_dir):
+    config = ReproduceConfig(n_train=200, n_test=30, n_components=3, num_epochs=1, seeds=[0])
+    reproduce(multi30k_dir, tmp_path, config, log=lambda *_: None, only=["table1"])
+    records = [json.loads(line) for line in _lines(tmp_path / "runs.jsonl")]
+    assert any(r["run"]["system"] == "m3l" for r in records)
+    assert not any((tmp_path / "checkpoints").iterdir())  # the M3L run checkpointed and was cleaned up
