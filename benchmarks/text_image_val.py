@@ -36,7 +36,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=None)
     parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--n-train", type=int, default=8000)
+    parser.add_argument("--n-train", type=int, default=8000,
+                        help="random training tuples; the vocabularies come from all 29,000, so with a few "
+                             "hundred some topic words never occur in the subset and NPMI refuses")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--topics", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)

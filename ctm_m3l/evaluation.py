@@ -127,7 +127,10 @@ def npmi(topics: Sequence[Sequence[str]], texts: Sequence[Sequence[str]], topk: 
     dictionary = Dictionary(texts)
     unknown = sorted({w for t in topics for w in t if w not in dictionary.token2id})
     if unknown:
-        raise ValueError(f"topic words not in the reference texts: {unknown[:10]}")
+        raise ValueError(
+            f"{len(unknown)} topic word(s) never occur in the reference texts, e.g. {unknown[:10]}, so their "
+            "NPMI is undefined; compute it against the texts the vocabulary was built from (a subset of a "
+            "prepared dataset may lack some of its words: prepare the subset on its own instead)")
     model = CoherenceModel(topics=topics, texts=texts, dictionary=dictionary, coherence="c_npmi", topn=topk,
                            processes=1)
     return float(model.get_coherence())
