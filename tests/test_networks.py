@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from ctm_m3l import M3LTM
 from ctm_m3l.losses import reconstruction_loss, sparse_reconstruction_loss
-from ctm_m3l.networks import MultiViewDecoderNetwork, batch_norm
+from ctm_m3l.networks import MultiViewDecoderNetwork, batch_norm, dropout
 
 SIZES = [7, 5, 11]
 K = 4
@@ -206,14 +206,15 @@ def test_training_stays_finite_when_few_tuples_have_an_image(seed):
 
 def test_cpu_dropout_keeps_the_expected_value_and_rate():
     torch.manual_seed(0)
-    from ctm_m3l.networks import dropout
-
-    x = torch.ones(200, 500)
+    x = torch.ones(200, 500, requires_grad=True)
     out = dropout(x, 0.2, True)
     assert set(out.unique().tolist()) == {0.0, 1.25}
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, out.detach())  # the gradient is the scaled mask
     assert abs((out == 0).float().mean().item() - 0.2) < 0.005
     assert dropout(x, 0.2, False) is x and dropout(x, 0.0, True) is x
-    torch.manual_seed(1)
-    first = dropout(x, 0.5, True)
-    torch.manual_seed(1)
-    torch.testing.assert_close(dropout(x, 0.5, True), first)  # the seed fixes the mask
+    with torch.no_grad():
+        torch.manual_seed(1)
+        first = dropout(x, 0.5, True)
+        torch.manual_seed(1)
+        torch.testing.assert_close(dropout(x, 0.5, True), first)  # the seed fixes the mask
