@@ -183,3 +183,33 @@ def test_ctm_baselines_refuse_fewer_items_than_a_batch(planted):
         ZeroShotBaseline("en", ["en", "de"], n_components=5, num_epochs=1).fit(train)
     with pytest.raises(ValueError, match="zeroshot-kd teacher 'en': only 40"):
         KDBaseline(["en", "de"], teacher="en", n_components=5, num_epochs=1).fit(train)
+
+
+def test_batched_ctm_dataset_trains_ctm_to_the_same_weights():
+    """The batched fetch hands CTM's loop the tensors CTMDataset gives row by row (sparse and
+    dense bags of words), so a seeded ZeroShotTM ends with the same weights to the bit."""
+    import scipy.sparse as sp
+    import torch
+    from contextualized_topic_models.datasets.dataset import CTMDataset
+
+    from ctm_m3l.baselines.base import BatchedCTMDataset
+
+    rng = np.random.default_rng(0)
+    bow = sp.random(300, 40, density=0.1, format="csr", random_state=1) * 3
+    contextual = rng.normal(size=(300, 16))
+    vocabulary = {i: f"w{i}" for i in range(40)}
+    for bag in (bow, bow.toarray()):
+        reference = CTMDataset(contextual, bag, vocabulary)
+        batched = BatchedCTMDataset(contextual, bag, vocabulary)
+        rows = [5, 0, 299, 17]
+        for got, want in zip(batched.__getitems__(rows), (reference[i] for i in rows)):
+            for key in ("X_bow", "X_contextual"):
+                assert got[key].dtype == want[key].dtype and torch.equal(got[key], want[key])
+    weights = []
+    for dataset in (CTMDataset(contextual, bow, vocabulary), BatchedCTMDataset(contextual, bow, vocabulary)):
+        torch.manual_seed(0)
+        model = ZeroShotTM(bow_size=40, contextual_size=16, n_components=5, num_epochs=2, batch_size=32,
+                           num_data_loader_workers=0)
+        model.fit(dataset, do_train_predictions=False)
+        weights.append(model.model.state_dict())
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])

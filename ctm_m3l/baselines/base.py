@@ -70,11 +70,34 @@ def check_one_space(dataset: MultiViewDataset, views: Sequence[str], why: str) -
                          "use one aligned encoder or pass aligner=MCSEAligner(views)")
 
 
+class BatchedCTMDataset(CTMDataset):
+    """CTM's dataset, read a batch at a time.
+
+    CTM's ``DataLoader`` asks its dataset for one row at a time, and ``CTMDataset`` densifies
+    each sparse bag-of-words row on its own: on 2 CPU cores that took most of a ZeroShotTM
+    epoch (~6 s for 29,000 documents).  ``__getitems__`` (PyTorch's batched fetch) slices and
+    densifies the whole batch at once and hands CTM's collate the same rows, so training sees
+    the same tensors in the same order (``tests/test_baselines.py``), only sooner.  Labels,
+    which no baseline uses, take CTM's own path.
+    """
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        if self.labels is not None:
+            return [self[i] for i in indices]
+        rows = np.asarray(indices)
+        bow = self.X_bow[rows]
+        sparse = sp.issparse(bow)
+        bow = torch.from_numpy(np.asarray(bow.toarray() if sparse else bow, dtype=np.float32))
+        contextual = torch.from_numpy(np.asarray(self.X_contextual[rows], dtype=np.float32))
+        # CTM's rows: X_bow (1, W) from a sparse row's todense(), (W,) from a dense one; X_contextual (d,).
+        return [{"X_bow": bow[j:j + 1] if sparse else bow[j], "X_contextual": contextual[j]} for j in range(len(rows))]
+
+
 def ctm_thetas(ctm, embeddings: np.ndarray, n_samples: int, seed: int | None, view: str) -> np.ndarray:
     """CTM's own ``get_thetas`` on ``view``'s embeddings alone (a ZeroShotTM infers from the
     contextual input; its bag-of-words input is unused), with the sampling noise seeded when
     asked, independently per view (see :func:`ctm_m3l.model.view_seed`)."""
-    items = CTMDataset(X_contextual=np.asarray(embeddings, dtype=np.float32),
+    items = BatchedCTMDataset(X_contextual=np.asarray(embeddings, dtype=np.float32),
                        X_bow=sp.csr_matrix((len(embeddings), 1), dtype=np.float32), idx2token={0: ""})
     with torch.random.fork_rng():
         if seed is not None:

@@ -14,14 +14,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from contextualized_topic_models.datasets.dataset import CTMDataset
 from contextualized_topic_models.models.ctm import ZeroShotTM
 from contextualized_topic_models.networks.decoding_network import DecoderNetwork
 
 from ..data import MultiViewDataset
 from ..losses import gaussian_kl, reconstruction_loss
 from ..model import _check_int
-from .base import Baseline, check_ctm_batch, ctm_thetas, rows_or_nan, seed_ctm
+from .base import Baseline, BatchedCTMDataset, check_ctm_batch, ctm_thetas, rows_or_nan, seed_ctm
 
 __all__ = ["KDBaseline", "KDStudent"]
 
@@ -131,7 +130,7 @@ class KDBaseline(Baseline):
         seed_ctm(self.random_state)
         self.teacher = ZeroShotTM(bow_size=len(self.vocabularies[language]), contextual_size=x.shape[1],
                                   **self.settings)
-        self.teacher.fit(CTMDataset(x[rows], dataset.bow[language][rows],
+        self.teacher.fit(BatchedCTMDataset(x[rows], dataset.bow[language][rows],
                                     dict(enumerate(self.vocabularies[language]))), do_train_predictions=False)
         teacher_mu = np.zeros((len(dataset), self.n_components), np.float32)
         teacher_logvar = np.zeros_like(teacher_mu)
@@ -148,7 +147,7 @@ class KDBaseline(Baseline):
             student = KDStudent(bow_size=len(self.vocabularies[target]),
                                 contextual_size=dataset.embeddings[view].shape[1], learn_priors=False,
                                 **self.settings)
-            student.fit(CTMDataset(contextual, dataset.bow[target][student_rows],
+            student.fit(BatchedCTMDataset(contextual, dataset.bow[target][student_rows],
                                    dict(enumerate(self.vocabularies[target]))), do_train_predictions=False)
             self.students[view] = student
             self.decoded_language[view] = target

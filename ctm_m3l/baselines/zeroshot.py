@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from contextualized_topic_models.datasets.dataset import CTMDataset
 from contextualized_topic_models.models.ctm import ZeroShotTM
 
 from ..data import MultiViewDataset
 from ..model import _check_int
-from .base import Baseline, check_ctm_batch, check_one_space, ctm_thetas, rows_or_nan, seed_ctm
+from .base import Baseline, BatchedCTMDataset, check_ctm_batch, check_one_space, ctm_thetas, rows_or_nan, seed_ctm
 from .mcse import MCSEAligner
 
 __all__ = ["ZeroShotBaseline"]
@@ -67,7 +66,7 @@ class ZeroShotBaseline(Baseline):
         bow = data.bow[self.train_view][has]
         self.vocabulary = list(data.vocabularies[self.train_view])
         seed_ctm(self.random_state)
-        train = CTMDataset(X_contextual=data.embeddings[self.train_view][has], X_bow=bow,
+        train = BatchedCTMDataset(X_contextual=data.embeddings[self.train_view][has], X_bow=bow,
                            idx2token=dict(enumerate(self.vocabulary)))
         self.ctm = ZeroShotTM(bow_size=len(self.vocabulary), contextual_size=train.X_contextual.shape[1],
                               n_components=self.n_components, num_epochs=self.num_epochs,
