@@ -133,13 +133,19 @@ def _checkpoint_epoch(path: Path) -> int:
         return 0
 
 
-def _summary(runs: list[dict], keys: list[str]) -> dict[str, tuple[float, float]]:
+def _summary(runs: list[dict], keys: list[str]) -> dict[str, tuple[float, float | None]]:
+    """``{metric: (mean, standard deviation)}`` over ``runs`` (seeds): the sample standard
+    deviation (``ddof=1``), ``None`` for a single run, which has no spread to show."""
     out = {}
     for key in keys:
         values = [r["metrics"][key] for r in runs if key in r["metrics"]]
         if values:
-            out[key] = (float(np.mean(values)), float(np.std(values)))
+            out[key] = (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None)
     return out
+
+
+def _cell(mean: float, std: float | None) -> str:
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
 
 
 def _table(title: str, rows: dict[str, list[dict]], keys: list[str]) -> str:
@@ -147,7 +153,7 @@ def _table(title: str, rows: dict[str, list[dict]], keys: list[str]) -> str:
     lines = [f"### {title}", "", "| system | n | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for system, found in rows.items():
         summary = _summary(found, keys)
-        cells = [f"{summary[k][0]:.3f} ± {summary[k][1]:.3f}" if k in summary else "-" for k in keys]
+        cells = [_cell(*summary[k]) if k in summary else "-" for k in keys]
         lines.append(f"| {system} | {len(found)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -160,8 +166,9 @@ def _line_plot(path, xs, series: dict[str, list[tuple[float, float]]], xlabel, y
 
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
     for label, values in series.items():
-        means, stds = np.array([v[0] for v in values]), np.array([v[1] for v in values])
-        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
+        means = np.array([v[0] for v in values])
+        stds = np.array([0.0 if v[1] is None else v[1] for v in values])
+        ax.errorbar(xs, means, yerr=stds if stds.any() else None, marker="o", capsize=3, label=label)
     ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(title)
     ax.set_xticks(xs)
     ax.grid(alpha=0.3)
@@ -531,8 +538,8 @@ def _report(out: Path, config: ReproduceConfig, plan, done: dict, figures: bool)
     labels = Counter(_software_label(done[key]) for key in distinct if key in done)
     planned, finished = len(distinct), sum(labels.values())
     markdown = ["# M3L-Contrast on Multi30k: the paper's experiments\n",
-                f"{finished} of {planned} planned runs finished; mean ± standard deviation over the seeds "
-                "finished (n = number of seeds).\n",
+                f"{finished} of {planned} planned runs finished; mean ± sample standard deviation over the "
+                "seeds finished (n = number of seeds; a single seed shows its value alone).\n",
                 "Code of the finished runs: " + "; ".join(f"{label} ({count} run{'s' * (count != 1)})"
                                                          for label, count in labels.items()) + ".\n",
                 f"M3L-Contrast's loss: {m3l_loss_label()} (weights of reconstruction, KL to the prior, "

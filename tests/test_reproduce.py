@@ -87,6 +87,18 @@ def test_reproduce_continues_an_interrupted_run_and_shares_runs(tmp_path, multi3
     assert any("2 distinct runs planned, 2 to do" in m for m in messages)
 
 
+def test_tables_show_mean_and_sample_sd_over_seeds_and_a_single_seed_alone():
+    from ctm_m3l.experiments import _table
+
+    runs = {"m3l": [{"metrics": {"mrr_en_de": 0.2}}, {"metrics": {"mrr_en_de": 0.4}},
+                    {"metrics": {"mrr_en_de": 0.6}}],
+            "pltm": [{"metrics": {"mrr_en_de": 0.5}}]}
+    lines = _table("T", runs, ["mrr_en_de", "npmi_de"]).splitlines()
+    # mean 0.4, sample sd sqrt(((0.2)^2 + 0 + (0.2)^2) / 2) = 0.2 (the population sd would be 0.163)
+    assert "| m3l | 3 | 0.400 ± 0.200 | - |" in lines
+    assert "| pltm | 1 | 0.500 | - |" in lines  # one seed: no spread to show, not "± 0.000"
+
+
 def test_reproduce_names_an_unknown_experiment(tmp_path):
     with pytest.raises(ValueError, match="table9"):
         reproduce(None, tmp_path, ReproduceConfig.quick(), only=["table1", "table9"])
