@@ -175,7 +175,7 @@ def cmd_reproduce(args) -> int:
         config.seeds = args.seeds
     only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
     reproduce(args.data, args.out, config, cache_dir=args.cache_dir, device=args.device, only=only,
-              jobs=args.jobs, torch_compile=args.torch_compile)
+              jobs=args.jobs, torch_compile=args.torch_compile, train=not args.report_only)
     print(f"wrote {Path(args.out) / 'results.json'}, {Path(args.out) / 'tables.md'} and the figures")
     return 0
 
@@ -319,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--torch-compile", action="store_true",
                      help=_COMPILE_HELP + "; the baselines train as CTM does. Finished runs count either way (a "
                           "compiled fit follows the eager one with the same seed)")
+    rep.add_argument("--report-only", action="store_true",
+                     help="train nothing: write the tables, results.json and figures of the planned runs already "
+                          "finished in OUT/runs.jsonl (no data needed), e.g. to see three seeds of Tables 1 and 2 "
+                          "while the ablations are still running elsewhere")
     rep.set_defaults(func=cmd_reproduce)
 
     topics = sub.add_parser("topics", help="print a saved model's aligned topics per language")

@@ -298,7 +298,8 @@ def _append_run(path: Path, record: dict) -> None:
 
 def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig | None = None,
               cache_dir: str | Path | None = None, device: Any = None, log=print,
-              only: Sequence[str] | None = None, jobs: int = 1, torch_compile: bool = False) -> dict:
+              only: Sequence[str] | None = None, jobs: int = 1, torch_compile: bool = False,
+              train: bool = True) -> dict:
     """Run the experiments of ``config`` and write ``results.json``, ``tables.md`` and the
     figures into ``out``.  Returns the results.
 
@@ -327,6 +328,10 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
             the time of an eager run with one thread per job (``benchmarks/train_speed.py``), for
             a compilation of under a minute per run.  Not part of a run's identity: a compiled fit
             follows the eager fit with the same seed (to rounding), so finished runs count either way.
+        train: ``False`` trains nothing and needs no data: the tables, ``results.json`` and the
+            figures are written from the runs of this plan already in ``out/runs.jsonl`` (e.g.
+            three seeds of Tables 1 and 2 while the ablations have one so far), and the log says
+            how many planned runs are missing.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -342,6 +347,10 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
     plan = _plan(config, only)
     distinct = _distinct(plan, config)
     todo = [run for key, run in distinct.items() if key not in done]
+    if not train:
+        log(f"{len(distinct)} distinct runs planned, {len(distinct) - len(todo)} finished in {runs_path}; "
+            f"writing the tables of those, training none of the {len(todo)} missing")
+        return _report(out, config, plan, done, figures=True)
     log(f"{len(distinct)} distinct runs planned, {len(todo)} to do (finished runs are kept in {runs_path})")
     software = _software()
     started = time.perf_counter()

@@ -99,6 +99,36 @@ def test_tables_show_mean_and_sample_sd_over_seeds_and_a_single_seed_alone():
     assert "| pltm | 1 | 0.500 | - |" in lines  # one seed: no spread to show, not "± 0.000"
 
 
+def test_report_only_writes_the_tables_of_the_finished_runs_and_trains_nothing(tmp_path):
+    from ctm_m3l.experiments import _distinct, _plan
+
+    config = ReproduceConfig(seeds=[0, 1])
+    runs = list(_distinct(_plan(config, ["table1"]), config).items())
+    assert len(runs) == 8  # four systems, two seeds
+    mrr = {"pltm": 0.8, "zeroshot": 0.1, "zeroshot-kd": 0.3, "m3l": 0.4}
+    with open(tmp_path / "runs.jsonl", "w") as handle:
+        for key, run in runs[:7]:  # seed 1's M3L run is missing
+            record = {"key": key, "run": {}, "model": run.system, "seconds": 1.0,
+                      "metrics": {"mrr_en_de": mrr[run.system] + 0.02 * run.seed}}
+            handle.write(json.dumps(record) + "\n")
+    messages = []
+    # No data (root None): a run that tried to train would fail.
+    results = reproduce(None, tmp_path, config, only=["table1"], train=False, log=messages.append)
+    assert any("8 distinct runs planned, 7 finished" in m and "none of the 1 missing" in m for m in messages)
+    tables = (tmp_path / "tables.md").read_text()
+    assert "7 of 8 planned runs finished" in tables
+    assert "| pltm | 2 | - | - | 0.810 ± 0.014 | - |" in tables  # mean of 0.80 and 0.82, sample sd
+    assert "| m3l | 1 | - | - | 0.400 | - |" in tables
+    assert len(results["experiments"]["table1"]["m3l"]) == 1
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 7  # the ledger is left as it was
+    # The command line does the same with --report-only.
+    from ctm_m3l.cli import main
+
+    (tmp_path / "tables.md").unlink()
+    assert main(["reproduce", "--out", str(tmp_path), "--only", "table1", "--seeds", "0", "1", "--report-only"]) == 0
+    assert (tmp_path / "tables.md").read_text() == tables
+
+
 def test_reproduce_names_an_unknown_experiment(tmp_path):
     with pytest.raises(ValueError, match="table9"):
         reproduce(None, tmp_path, ReproduceConfig.quick(), only=["table1", "table9"])
