@@ -353,7 +353,7 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
         return _report(out, config, plan, done, figures=True)
     log(f"{len(distinct)} distinct runs planned, {len(todo)} to do (finished runs are kept in {runs_path})")
     software = _software()
-    started = time.perf_counter()
+    durations = []
     checkpoints = out / CHECKPOINTS_DIR
     if jobs > 1 and len(todo) > 1:
         finished = _run_in_parallel(todo, config, root, cache_dir, device, jobs, log, torch_compile, str(checkpoints))
@@ -368,13 +368,24 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
         finished_checkpoint = _checkpoint_dir(checkpoints, run, config)
         if finished_checkpoint is not None:
             shutil.rmtree(finished_checkpoint, ignore_errors=True)  # recorded: nothing left to continue
-        left = (time.perf_counter() - started) / number * (len(todo) - number)
+        durations.append(result["seconds"])
+        left = _time_left(durations, len(todo) - number, jobs)
         shown = [key for key in _HEADLINE if key in result["metrics"]]
         log(f"  [{number}/{len(todo)} done] {result['model']} ({_describe(run)}) in {_duration(result['seconds'])}: "
             + ", ".join(f"{key}={result['metrics'][key]:.3f}" for key in shown)
             + (f"; about {_duration(left)} left" if left else ""))
         _report(out, config, plan, done, figures=False)
     return _report(out, config, plan, done, figures=True)
+
+
+def _time_left(durations: Sequence[float], remaining: int, jobs: int) -> float:
+    """Seconds until the ``remaining`` runs are done, ``jobs`` at a time, if they take as long as
+    the finished ones (``durations``) on average.  From the runs' own times rather than the wall
+    clock since the start, which also holds the encoding of the data (a quarter of an hour at
+    full scale) and would inflate every estimate."""
+    if not durations or remaining <= 0:
+        return 0.0
+    return sum(durations) / len(durations) * remaining / min(jobs, remaining)
 
 
 def _software() -> dict[str, str]:

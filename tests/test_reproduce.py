@@ -129,6 +129,15 @@ def test_report_only_writes_the_tables_of_the_finished_runs_and_trains_nothing(t
     assert (tmp_path / "tables.md").read_text() == tables
 
 
+def test_time_left_is_the_mean_run_time_over_the_runs_left_and_the_jobs():
+    from ctm_m3l.experiments import _time_left
+
+    assert _time_left([240.0, 300.0], remaining=4, jobs=2) == 540.0  # 270 s each, two at a time
+    assert _time_left([100.0], remaining=1, jobs=2) == 100.0  # a second job has nothing to share
+    assert _time_left([100.0], remaining=3, jobs=1) == 300.0
+    assert _time_left([100.0], remaining=0, jobs=2) == 0.0
+
+
 def test_reproduce_names_an_unknown_experiment(tmp_path):
     with pytest.raises(ValueError, match="table9"):
         reproduce(None, tmp_path, ReproduceConfig.quick(), only=["table1", "table9"])
