@@ -53,6 +53,10 @@ _CONFIG = "config.json"
 _WEIGHTS = "model.safetensors"
 _CHECKPOINT_FORMAT = "ctm-m3l-checkpoint"
 _CHECKPOINT = "checkpoint.safetensors"
+# Shapes (batch size, topics, vocabulary, views) for which the compiled objective keeps
+# graphs in one process: a fit meets 2-4 (the full and the last batch, with and without
+# missing views), so at least 32 configurations stay compiled.
+_RECOMPILE_LIMIT = 128
 #: Settings added after a format version was first written, with the values that saved
 #: models and checkpoints lacking them were trained with.
 _SETTINGS_ADDED = {"pair_kl_on": "posterior"}
@@ -431,8 +435,25 @@ class M3LTM(ZeroShotTM):
         """``_terms`` compiled as ``fit(torch_compile=True)`` runs it.  Static shapes: one graph
         per batch size met (the full batches and the last one).  fallback_random: dropout draws
         from torch's own generator, as eagerly, so a compiled fit draws the same masks as an
-        eager fit with the same seed (and, on CPU, faster than inductor's per-element one)."""
-        return torch.compile(self._terms, dynamic=False, options={"fallback_random": True})
+        eager fit with the same seed (and, on CPU, faster than inductor's per-element one).
+
+        The graphs are cached on ``_terms``'s code, shared by every M3LTM of the process, and
+        dynamo stops compiling a function after ``recompile_limit`` (8) shapes and runs it
+        eagerly for good: a process that fits models with several batch sizes, topic numbers
+        or vocabularies (an ablation, ``reproduce``'s workers) would silently lose compilation
+        after a few fits.  The compiled calls run with a limit of at least
+        ``_RECOMPILE_LIMIT`` shapes."""
+        compiled = torch.compile(self._terms, dynamic=False, options={"fallback_random": True})
+        config = torch._dynamo.config
+
+        def terms(*args):
+            limit = config.recompile_limit
+            config.recompile_limit = max(limit, _RECOMPILE_LIMIT)
+            try:
+                return compiled(*args)
+            finally:
+                config.recompile_limit = limit
+        return terms
 
     def _gather_batch(self, theta: torch.Tensor, bounds: np.ndarray) -> torch.Tensor:
         """``(V, B, K)`` thetas of the whole global batch, gradients flowing to every rank."""

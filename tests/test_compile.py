@@ -54,10 +54,19 @@ def test_compiled_objective_equals_the_eager_one():
 def test_compiled_fit_learns_the_planted_topics():
     _, train, test = prepare(n_train=600, n_test=200, image_share=0.7, seed=2)
     model = M3LTM(views=VIEWS, n_components=K, num_epochs=25, random_state=0, torch_compile=True)
-    with warnings.catch_warnings(record=True) as caught:
+    # 600 tuples in batches of 32: two shapes, the full batches and the last (24).  Dynamo caches
+    # graphs per function for the whole process and, past its recompile_limit (8 shapes: a few
+    # fits of an ablation), runs the function eagerly for good; at a limit of 1 the last batch
+    # would already run eagerly.  The model's compiled objective keeps compiling.
+    torch._dynamo.reset()
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    with warnings.catch_warnings(record=True) as caught, \
+            mock.patch.object(torch._dynamo.config, "recompile_limit", 1):
         warnings.simplefilter("always")
         model.fit(train, progress_bar=False)
+        assert torch._dynamo.config.recompile_limit == 1  # the process's setting is left as it was
     assert not [w for w in caught if "torch.compile failed" in str(w.message)]  # it did run compiled
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs == 2  # both shapes compiled
     assert model._compiled is None  # released after fit: the model pickles and saves as before
     assert model.history[-1]["loss"] < model.history[0]["loss"]
     has = test.has_view("image")
