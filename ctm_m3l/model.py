@@ -446,7 +446,7 @@ class M3LTM(ZeroShotTM):
         compiled = torch.compile(self._terms, dynamic=False, options={"fallback_random": True})
         config = torch._dynamo.config
 
-        def terms(*args):
+        def terms(*args):  # config.patch does the same in ~30 us a step, this in ~6
             limit = config.recompile_limit
             config.recompile_limit = max(limit, _RECOMPILE_LIMIT)
             try:
