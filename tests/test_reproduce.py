@@ -99,6 +99,23 @@ def test_tables_show_mean_and_sample_sd_over_seeds_and_a_single_seed_alone():
     assert "| pltm | 1 | 0.500 | - |" in lines  # one seed: no spread to show, not "± 0.000"
 
 
+def test_ablation_plots_space_doubling_values_evenly_and_label_them():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ctm_m3l.experiments import _line_figure
+
+    sizes = [16, 32, 64, 128]
+    fig = _line_figure(sizes, {"m3l": [(0.3, 0.01), (0.4, 0.02), (0.4, None), (0.35, 0.0)]},
+                       "batch size", "MRR", "Batch size")
+    ax = fig.axes[0]
+    x_pixels = ax.transData.transform([(x, 0.35) for x in sizes])[:, 0]
+    gaps = np.diff(x_pixels)
+    assert gaps.min() > 0 and np.allclose(gaps, gaps[0], rtol=1e-6)  # evenly spaced, in order
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "32", "64", "128"]
+    plt.close(fig)
+
+
 def test_report_only_writes_the_tables_of_the_finished_runs_and_trains_nothing(tmp_path):
     from ctm_m3l.experiments import _distinct, _plan
 
