@@ -287,6 +287,27 @@ def test_cuda_without_cuda_is_a_clear_error():
         M3LTM(views=["en"], device="cuda")
 
 
+@pytest.mark.parametrize("pair_kl_on", ["theta", "posterior"])
+@pytest.mark.parametrize("image_share", [1.0, 0.6])
+def test_training_objective_keeps_every_tensor_on_the_model_device(pair_kl_on, image_share):
+    # CI has no GPU: PyTorch's meta device stands in for CUDA.  An op that mixes a meta tensor
+    # with a CPU tensor of any dimension raises (as with CUDA), so a tensor the training step
+    # creates on the CPU by mistake fails here; meta computes shapes only, no values.
+    _, train, _ = prepare(n_train=64, n_test=8, image_share=image_share)
+    model = M3LTM(views=VIEWS, n_components=K, random_state=0, device="meta", pair_kl_on=pair_kl_on)
+    model._bind(train)
+    assert all(p.device.type == "meta" for p in model.model.parameters())
+    data = model._device_data(train)
+    terms = model._batch_terms(data, np.arange(32))
+    assert all(t.device.type == "meta" and t.shape == () for t in terms.values())
+    terms["loss"].backward()
+    assert all(p.grad is None or p.grad.device.type == "meta" for p in model.model.parameters())
+    assert model.model.input_weight[2].grad is not None  # the image view's network took part
+    model.model.eval()
+    with torch.no_grad():  # validation epochs: the running statistics
+        assert model._batch_terms(data, np.arange(32, 64))["loss"].device.type == "meta"
+
+
 def test_views_missing_from_dataset():
     _, train, _ = prepare(n_train=50, n_test=4)
     with pytest.raises(ValueError, match=r"view\(s\) \['fr'\] are not in the dataset"):
