@@ -8,6 +8,9 @@ Shared machines drift in speed by tens of percent over minutes, so the two model
 alternate (CTM, M3LTM, CTM, M3LTM...) after a warm-up epoch each, and the ratio printed is the
 median of the per-round ratios.
 
+CTM runs with ``num_data_loader_workers=0``, its fastest setting on a 2-core machine (its
+default, one worker process per CPU, is slower there); ``--ctm-workers`` sets it.
+
     python benchmarks/train_speed.py --data ../shared/data/multi30k --batch-size 64 32 --rounds 5
 """
 import argparse
@@ -41,6 +44,9 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="leave out M3LTM(torch_compile=True)")
+    parser.add_argument("--ctm-workers", type=int, default=0,
+                        help="CTM's num_data_loader_workers: 0 (default here), its fastest setting on this "
+                             "2-core machine; CTM's own default is the number of CPUs")
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = load_multi30k("train", root=args.data, limit=args.n)
@@ -51,12 +57,13 @@ def main():
         r["image"] = f"synthetic_{i}.jpg"
     prep = M3LDataPreparation([TextView("en"), TextView("de"), ImageView("image")])
     data = prep.fit(rows, custom_embeddings=emb)
-    print(f"{data}; device {args.device}; torch threads {torch.get_num_threads()}")
+    print(f"{data}; device {args.device}; torch threads {torch.get_num_threads()}; "
+          f"CTM data loader workers {args.ctm_workers}")
     ctm_data = CTMDataset(X_contextual=emb["en"].astype(np.float32), X_bow=data.bow["en"],
                           idx2token=dict(enumerate(data.vocabularies["en"])))
     for batch_size in args.batch_size:
         ctm = ZeroShotTM(bow_size=len(data.vocabularies["en"]), contextual_size=384, n_components=100,
-                         batch_size=batch_size, num_epochs=1, num_data_loader_workers=0)
+                         batch_size=batch_size, num_epochs=1, num_data_loader_workers=args.ctm_workers)
         ctm.device = torch.device(args.device)
         ctm.model.to(ctm.device)
         models = {"M3LTM": M3LTM(views=["en", "de", "image"], n_components=100, batch_size=batch_size,
