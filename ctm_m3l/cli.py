@@ -12,16 +12,26 @@ import numpy as np
 PREP_FILE = "preparation.json"
 
 
-def _views(spec: str, image_views: str | None, text_encoder, image_encoder, vocabulary_size: int):
+def _views(args):
     from .views import ImageView, TextView
 
-    names = [v.strip() for v in spec.split(",") if v.strip()]
+    names = [v.strip() for v in args.views.split(",") if v.strip()]
     if not names:
         raise SystemExit("--views needs at least one view name, e.g. --views en,de,image")
-    images = set(v.strip() for v in image_views.split(",")) if image_views else \
+    images = set(v.strip() for v in args.image_views.split(",")) if args.image_views else \
         {v for v in names if v.lower().startswith(("image", "img", "photo"))}
-    return [ImageView(n, encoder=image_encoder) if n in images else
-            TextView(n, encoder=text_encoder, vocabulary_size=vocabulary_size) for n in names]
+    tokenizers = {}
+    for pair in args.tokenizer or []:
+        view, _, reference = pair.partition("=")
+        if not reference or ":" not in reference:
+            raise ValueError(f"--tokenizer takes VIEW=MODULE:FUNCTION (e.g. zh=jieba:lcut), got {pair!r}")
+        if view not in names or view in images:
+            raise ValueError(f"--tokenizer {pair!r}: {view!r} is not one of the text views "
+                             f"{[n for n in names if n not in images]}")
+        tokenizers[view] = reference
+    return [ImageView(n, encoder=args.image_encoder) if n in images else
+            TextView(n, encoder=args.text_encoder, vocabulary_size=args.vocabulary_size, tokenizer=tokenizers.get(n))
+            for n in names]
 
 
 def _embeddings(pairs: list[str] | None) -> dict[str, np.ndarray]:
@@ -59,7 +69,7 @@ def _m3l_options(args) -> dict:
 def cmd_fit(args) -> int:
     from .data import M3LDataPreparation
 
-    views = _views(args.views, args.image_views, args.text_encoder, args.image_encoder, args.vocabulary_size)
+    views = _views(args)
     prep = M3LDataPreparation(views, cache_dir=args.cache_dir, device=args.device, show_progress_bar=True)
     train = prep.fit(args.train, custom_embeddings=_embeddings(args.embeddings) or None)
     model = build_system("m3l", views, train, args.n_components, args.num_epochs, args.seed, args.batch_size,
@@ -147,7 +157,7 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"--torch-compile compiles M3L-Contrast's training step; --model {args.model} does not "
                          "train with it")
     _check_align(args.model, args.align)  # before encoding, which takes the time
-    views = _views(args.views, args.image_views, args.text_encoder, args.image_encoder, args.vocabulary_size)
+    views = _views(args)
     prep = M3LDataPreparation(views, cache_dir=args.cache_dir, device=args.device, show_progress_bar=True)
     train = prep.fit(args.train)
     test = prep.transform(args.test)
@@ -234,6 +244,9 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
     parser.add_argument("--image-encoder", default=image_encoder,
                         help=f"e.g. clip-ViT-B-32 or offline:efficientnet-lite0 for image views (default {image_encoder})")
     parser.add_argument("--vocabulary-size", type=int, default=2000, help="words kept per language (default 2000)")
+    parser.add_argument("--tokenizer", nargs="*", metavar="VIEW=MODULE:FUNCTION",
+                        help="a word segmenter for a text view in a language written without spaces, "
+                             "e.g. zh=jieba:lcut (default: split at spaces and punctuation)")
     parser.add_argument("--n-components", type=int, default=100, help="number of topics (default 100)")
     parser.add_argument("--num-epochs", type=int, default=100, help=epochs_help)
     parser.add_argument("--batch-size", type=int, default=batch_size,

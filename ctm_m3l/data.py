@@ -23,7 +23,7 @@ from contextualized_topic_models.datasets.dataset import CTMDataset
 from contextualized_topic_models.utils.data_preparation import TopicModelDataPreparation
 
 from .encoders import ImageLoadError, encode_cached, get_encoder, load_images
-from .views import ImageView, TextView, View, tokenize, validate_views, view_from_config
+from .views import ImageView, TextView, View, unsegmented_script, validate_views, view_from_config
 
 __all__ = ["MultiViewDataset", "M3LDataPreparation", "read_rows", "load_multi30k"]
 
@@ -289,8 +289,16 @@ class M3LDataPreparation(TopicModelDataPreparation):
                 "embedding_sizes": self.embedding_sizes}
 
     @classmethod
-    def from_config(cls, config: dict, **kwargs) -> "M3LDataPreparation":
-        prep = cls([view_from_config(c) for c in config["views"]], **kwargs)
+    def from_config(cls, config: dict, tokenizers: dict[str, Any] | None = None,
+                    **kwargs) -> "M3LDataPreparation":
+        """The preparation :meth:`to_config` saved.  ``tokenizers``: ``{view: function}`` for
+        text views whose tokenizer was a function that could not be saved by name (a lambda,
+        a local function); the others are imported by their saved ``"module:function"``."""
+        tokenizers = dict(tokenizers or {})
+        unknown = [v for v in tokenizers if v not in [c["name"] for c in config["views"] if c.get("kind") == "text"]]
+        if unknown:
+            raise ValueError(f"tokenizers names {unknown}, which are not text views of this preparation")
+        prep = cls([view_from_config(c, tokenizers.get(c["name"])) for c in config["views"]], **kwargs)
         prep.vocabularies = {k: list(v) for k, v in config["vocabularies"].items()}
         prep._word_index = {k: {w: i for i, w in enumerate(v)} for k, v in prep.vocabularies.items()}
         prep.embedding_sizes = {k: int(v) for k, v in config["embedding_sizes"].items()}
@@ -340,14 +348,28 @@ class M3LDataPreparation(TopicModelDataPreparation):
     @staticmethod
     def _tokenize(view: TextView, texts: list, present: np.ndarray) -> tuple[list, list]:
         stop = view.stopword_set()
-        tokens = [
-            [w for w in tokenize(t, view.min_word_length) if w not in stop] if ok else []
-            for t, ok in zip(texts, present)
-        ]
+        tokens = []
+        for i, (text, ok) in enumerate(zip(texts, present)):
+            try:
+                words = view.words(text) if ok else []
+            except TypeError as err:
+                raise TypeError(f"row {i}: {err}") from err
+            tokens.append([w for w in words if w not in stop])
         return tokens, [" ".join(t) for t in tokens]
 
     def _fit_vocabulary(self, view: TextView, tokens: list[list[str]]) -> None:
         counts = Counter(w for doc in tokens for w in doc)
+        if view.tokenizer is None:
+            unsegmented = unsegmented_script(counts)
+            if unsegmented:
+                script, mean = unsegmented
+                warnings.warn(
+                    f"view {view.name!r}: its texts look like {script} script written without spaces "
+                    f"between words (its 'words' average {mean:.1f} characters): the built-in tokenizer "
+                    "splits only at spaces, digits and punctuation, so whole phrases would become "
+                    "vocabulary entries. Pass TextView(..., tokenizer=...) with a word segmenter "
+                    "(e.g. 'jieba:lcut' for Chinese, 'pythainlp:word_tokenize' for Thai) or segment "
+                    "the texts with spaces first", stacklevel=3)
         if not counts:
             raise ValueError(
                 f"view {view.name!r}: the vocabulary is empty after lower-casing and removing "

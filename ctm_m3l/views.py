@@ -6,10 +6,14 @@ bag-of-words and their own topic-word matrix); image views only get an embedding
 """
 from __future__ import annotations
 
+import importlib
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
+
+import regex
 
 __all__ = ["TextView", "ImageView", "View", "tokenize", "resolve_language", "validate_views"]
 
@@ -28,16 +32,95 @@ NLTK_TO_ISO = {v: k for k, v in ISO_TO_NLTK.items()}
 OTHER_ISO = {"cs", "pl", "sk", "hr", "sr", "bg", "uk", "et", "lv", "lt", "ja", "ko", "hi",
              "fa", "vi", "th", "ga", "is", "mt", "sq", "mk", "be", "hy", "ka", "ms", "sw"}
 
-# Letters only: every Unicode letter survives (ä, ß, é, č, ř ...); digits, underscores and
-# punctuation split tokens.  `[a-zA-Z]` would silently drop German and Czech words.
-_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+# A word: a letter, then letters and combining marks.  Every Unicode letter survives (ä, ß,
+# é, č, ř ...), and so do the vowel signs of Indic and Southeast Asian scripts (Devanagari,
+# Bengali, Thai...: combining marks, not letters; without them "हिन्दी" fell apart into
+# pieces); digits, underscores and punctuation split words.  `[a-zA-Z]` would silently drop
+# German and Czech words.
+_WORD = regex.compile(r"\p{L}[\p{L}\p{M}]*")
+
+# Scripts written without spaces between words, and the mean length (code points) above which
+# a view's "words" in that script are taken for unsegmented phrases (segmented Chinese or
+# Japanese words average ~2 characters, Thai words ~4-5 code points with their vowel signs).
+_UNSPACED = {"Han": 4, "Hiragana": 4, "Katakana": 6, "Thai": 8, "Lao": 8, "Khmer": 8, "Myanmar": 8,
+             "Tibetan": 8}
+_UNSPACED_RE = {script: regex.compile(rf"\p{{{script}}}") for script in _UNSPACED}
+# Languages where one character is often a whole word: their default min_word_length is 1.
+_ONE_CHARACTER_WORDS = {"zh", "ja"}
 
 _DEFAULT = "auto"
 
 
 def tokenize(text: str, min_word_length: int = 2) -> list[str]:
-    """Lower-cased words of ``text``: Unicode letters only, numbers and punctuation removed."""
-    return [w for w in _WORD.findall(text.lower()) if len(w) >= min_word_length]
+    """Lower-cased words of ``text`` (Unicode NFC, so composed and decomposed accents make one
+    word): runs of letters with their combining marks; numbers and punctuation removed."""
+    return [w for w in _WORD.findall(unicodedata.normalize("NFC", text).lower()) if len(w) >= min_word_length]
+
+
+def unsegmented_script(counts: dict[str, int]) -> tuple[str, float] | None:
+    """``(script, mean length)`` when most of the word occurrences in ``counts`` (``{word:
+    count}``) are in a script written without spaces (Chinese, Japanese, Thai...) and are too
+    long on average to be single words: phrases that no word segmenter has split.  None
+    otherwise."""
+    total = sum(counts.values())
+    for script, limit in _UNSPACED.items():
+        pattern = _UNSPACED_RE[script]
+        in_script = [(w, c) for w, c in counts.items() if pattern.search(w)]
+        n = sum(c for _, c in in_script)
+        if n and n >= 0.5 * total:
+            mean = sum(len(w) * c for w, c in in_script) / n
+            if mean > limit:
+                return script, mean
+    return None
+
+
+def resolve_tokenizer(view: str, spec: Any) -> Callable[[str], Any] | None:
+    """The callable a ``TextView``'s ``tokenizer`` names: None, a callable, or
+    ``"module:function"`` (attributes separated by dots), imported here."""
+    if spec is None or callable(spec):
+        return spec
+    if isinstance(spec, _UnsavedTokenizer):
+        spec.fail()
+    module_name, _, attribute = str(spec).partition(":")
+    try:
+        target = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"view {view!r}: cannot import the tokenizer {spec!r} ({err}); install its package "
+                         "or pass the function itself") from err
+    if not callable(target):
+        raise TypeError(f"view {view!r}: the tokenizer {spec!r} is a {type(target).__name__}, not a function")
+    return target
+
+
+def tokenizer_reference(function: Callable) -> str | None:
+    """``"module:qualified.name"`` that imports back to ``function``, or None (a lambda, a
+    local function, a bound method of an object that the module does not name...)."""
+    module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", None)
+    if not module or not name or "<" in name or module == "__main__":
+        return None
+    reference = f"{module}:{name}"
+    try:
+        return reference if resolve_tokenizer("", reference) == function else None
+    except (ValueError, TypeError):
+        return None
+
+
+class _UnsavedTokenizer:
+    """Stands for a tokenizer that a saved preparation could not name (a lambda...)."""
+
+    def __init__(self, view: str, description: str) -> None:
+        self.view, self.description = view, description
+
+    def fail(self):
+        raise ValueError(
+            f"view {self.view!r} was prepared with a tokenizer that was not saved by name "
+            f"({self.description}); pass it again: M3LDataPreparation.from_config(config, "
+            f"tokenizers={{{self.view!r}: function}}), or give TextView(tokenizer='module:function')")
+
+    def __repr__(self) -> str:
+        return f"<unsaved tokenizer {self.description}>"
 
 
 def resolve_language(name: str) -> str | None:
@@ -119,10 +202,21 @@ class TextView:
         Keep the most frequent words of this language (paper appendix: 2,000).
     language : str or None
         ISO 639-1 code; by default inferred from ``name``.
-    min_word_length : int
-        Shorter words are dropped (single letters carry no topic).
+    min_word_length : int or None
+        Shorter words are dropped (single letters carry no topic).  None (default): 2, or 1
+        for Chinese and Japanese, where one character is often a word.
     max_seq_length : int
         Passed to sentence-transformers encoders (paper appendix: 128 tokens).
+    tokenizer : callable, str or None
+        How a text becomes words for the bag of words.  None (default): runs of letters (with
+        their combining marks), split at spaces, digits and punctuation: right for languages
+        written with spaces between words.  For Chinese, Japanese, Thai..., a word segmenter:
+        a callable ``str -> list[str]`` (``jieba.lcut``, ``pythainlp.word_tokenize``...) or its
+        name ``"module:function"`` (``"jieba:lcut"``), imported when first used and saved by
+        that name.  Its words are lower-cased, stripped of digits and punctuation, and
+        filtered by ``min_word_length`` and the stop words like the built-in tokenizer's.
+        Texts that look unsegmented (long runs of such a script) get a warning at ``fit``.
+        The encoder always sees the original text.
     """
 
     name: str
@@ -130,19 +224,31 @@ class TextView:
     stopwords: Union[str, Sequence[str], None] = _DEFAULT
     vocabulary_size: int = 2000
     language: str | None = None
-    min_word_length: int = 2
+    min_word_length: int | None = None
     max_seq_length: int = 128
+    tokenizer: Union[str, Callable[[str], Any], None] = None
     kind: str = field(default="text", init=False)
+    _tokenizer_function: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_name(self.name, "TextView")
         _check_encoder(self.name, self.encoder)
+        if self.tokenizer is not None and not callable(self.tokenizer) \
+                and not isinstance(self.tokenizer, _UnsavedTokenizer) \
+                and not (isinstance(self.tokenizer, str) and ":" in self.tokenizer):
+            raise TypeError(f"view {self.name!r}: tokenizer must be a function str -> list of words, "
+                            f"'module:function' or None; got {self.tokenizer!r}")
         if isinstance(self.vocabulary_size, bool) or not isinstance(self.vocabulary_size, int) \
                 or self.vocabulary_size < 1:
             raise ValueError(
                 f"view {self.name!r}: vocabulary_size must be a positive int, got {self.vocabulary_size!r}"
             )
-        if not isinstance(self.min_word_length, int) or self.min_word_length < 1:
+        if self.language is None:
+            self.language = resolve_language(self.name)
+        if self.min_word_length is None:
+            self.min_word_length = 1 if self.language in _ONE_CHARACTER_WORDS else 2
+        if isinstance(self.min_word_length, bool) or not isinstance(self.min_word_length, int) \
+                or self.min_word_length < 1:
             raise ValueError(f"view {self.name!r}: min_word_length must be an int >= 1")
         if isinstance(self.stopwords, str) and self.stopwords != _DEFAULT:
             raise TypeError(
@@ -154,9 +260,7 @@ class TextView:
                     isinstance(w, str) for w in self.stopwords):
                 raise TypeError(f"view {self.name!r}: stopwords must be a list of strings")
             self.stopwords = list(self.stopwords)
-        if self.language is None:
-            self.language = resolve_language(self.name)
-        elif not isinstance(self.language, str):
+        if self.language is not None and not isinstance(self.language, str):
             raise TypeError(f"view {self.name!r}: language must be an ISO 639-1 code string")
 
     def stopword_set(self) -> frozenset[str]:
@@ -165,15 +269,43 @@ class TextView:
             return frozenset()
         if self.stopwords == _DEFAULT:
             self.stopwords = _load_stopwords(self.name, self.language)
-        return frozenset(w.lower() for w in self.stopwords)
+        return frozenset(unicodedata.normalize("NFC", w).lower() for w in self.stopwords)
+
+    def words(self, text: str) -> list[str]:
+        """The words of ``text`` for the bag of words, before stop words are removed."""
+        if self.tokenizer is None:
+            return tokenize(text, self.min_word_length)
+        if self._tokenizer_function is None:
+            self._tokenizer_function = resolve_tokenizer(self.name, self.tokenizer)
+        out = self._tokenizer_function(text)
+        if isinstance(out, str) or not isinstance(out, Iterable):
+            raise TypeError(f"view {self.name!r}: the tokenizer returned a {type(out).__name__}, "
+                            "not a list of words")
+        words = []
+        for token in out:
+            if not isinstance(token, str):
+                raise TypeError(f"view {self.name!r}: the tokenizer returned a {type(token).__name__} "
+                                f"({token!r}) among its words; it must return strings")
+            words += tokenize(token, self.min_word_length)
+        return words
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_tokenizer_function"] = None  # imported again after unpickling
+        return state
 
     def to_config(self) -> dict:
+        tokenizer = self.tokenizer
+        if callable(tokenizer):
+            tokenizer = tokenizer_reference(tokenizer) or {"unsaved": repr(tokenizer)[:200]}
+        elif isinstance(tokenizer, _UnsavedTokenizer):
+            tokenizer = {"unsaved": tokenizer.description}
         return {
             "kind": "text", "name": self.name, "language": self.language,
             "vocabulary_size": self.vocabulary_size, "min_word_length": self.min_word_length,
             "max_seq_length": self.max_seq_length,
             "encoder": self.encoder if isinstance(self.encoder, str) else None,
-            "stopwords": self.stopwords,
+            "stopwords": self.stopwords, "tokenizer": tokenizer,
         }
 
 
@@ -213,13 +345,19 @@ class ImageView:
 View = Union[TextView, ImageView]
 
 
-def view_from_config(config: dict) -> View:
+def view_from_config(config: dict, tokenizer: Any = None) -> View:
+    """The view a ``to_config`` dict describes; ``tokenizer`` replaces a text view's saved one
+    (needed where it was not saved by name)."""
     if config.get("kind") == "text":
+        saved = config.get("tokenizer")
+        if tokenizer is None and isinstance(saved, dict):
+            tokenizer = _UnsavedTokenizer(config["name"], saved.get("unsaved", "a function"))
         return TextView(
             config["name"], encoder=config.get("encoder"), stopwords=config.get("stopwords"),
             vocabulary_size=config["vocabulary_size"], language=config.get("language"),
             min_word_length=config.get("min_word_length", 2),
             max_seq_length=config.get("max_seq_length", 128),
+            tokenizer=tokenizer if tokenizer is not None else saved,
         )
     if config.get("kind") == "image":
         return ImageView(config["name"], encoder=config.get("encoder"),

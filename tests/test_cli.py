@@ -90,3 +90,34 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "ctm_m3l.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "fit" in result.stdout and "infer" in result.stdout
+
+
+def test_fit_and_infer_with_a_word_segmenter(tmp_path, capsys):
+    from test_tokenizers import ZH, embeddings, rows, segment
+
+    data = rows(ZH * 5)
+    with open(tmp_path / "train.jsonl", "w", encoding="utf-8") as fh:
+        for i, r in enumerate(data):
+            fh.write(json.dumps({"id": f"t{i}", **r}, ensure_ascii=False) + "\n")
+    emb = embeddings(len(data))
+    for v in ("zh", "en"):
+        np.save(tmp_path / f"{v}.npy", emb[v])
+    common = ["fit", "--train", str(tmp_path / "train.jsonl"), "--views", "zh,en",
+              "--embeddings", f"zh={tmp_path / 'zh.npy'}", f"en={tmp_path / 'en.npy'}",
+              "--n-components", "2", "--num-epochs", "1", "--seed", "0", "--output", str(tmp_path / "model")]
+    assert main(common + ["--tokenizer", "zh=test_tokenizers:segment"]) == 0
+    prep = json.loads((tmp_path / "model" / "preparation.json").read_text(encoding="utf-8"))
+    zh = next(v for v in prep["views"] if v["name"] == "zh")
+    assert zh["tokenizer"] == "test_tokenizers:segment" and "自行车" in prep["vocabularies"]["zh"]
+    assert "一个男人在骑自行车" not in prep["vocabularies"]["zh"]
+    (tmp_path / "new.jsonl").write_text(json.dumps({"id": "n0", "zh": "小狗在公园跑"}, ensure_ascii=False) + "\n",
+                                        encoding="utf-8")
+    np.save(tmp_path / "zh_new.npy", emb["zh"][:1])
+    assert main(["infer", str(tmp_path / "model"), "--input", str(tmp_path / "new.jsonl"), "--view", "zh",
+                 "--embeddings", str(tmp_path / "zh_new.npy"), "--output", str(tmp_path / "theta.csv")]) == 0
+    assert (tmp_path / "theta.csv").read_text().splitlines()[1].startswith("n0,")
+    capsys.readouterr()
+    assert main(common + ["--tokenizer", "image=test_tokenizers:segment"]) == 2
+    assert "'image' is not one of the text views ['zh', 'en']" in capsys.readouterr().err
+    assert main(common + ["--tokenizer", "zh=segment"]) == 2
+    assert "VIEW=MODULE:FUNCTION" in capsys.readouterr().err
