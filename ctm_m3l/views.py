@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -98,13 +99,29 @@ def tokenizer_reference(function: Callable) -> str | None:
     """``"module:qualified.name"`` that imports back to ``function``, or None (a lambda, a
     local function, a bound method of an object that the module does not name...)."""
     module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", None)
-    if not module or not name or "<" in name or module == "__main__":
+    if not module or module == "__main__":
         return None
-    reference = f"{module}:{name}"
+    candidates = [name] if name and "<" not in name else []
+    # A bound method the module exports under another name: jieba.lcut is the default
+    # Tokenizer's method (qualified name "Tokenizer.lcut").
+    namespace = vars(sys.modules[module]) if module in sys.modules else {}
+    candidates += [attr for attr, value in namespace.items()
+                   if not attr.startswith("_") and attr != name and _same_function(value, function)]
+    for candidate in candidates:
+        reference = f"{module}:{candidate}"
+        try:
+            if _same_function(resolve_tokenizer("", reference), function):
+                return reference
+        except (ValueError, TypeError):
+            continue
+    return None
+
+
+def _same_function(a: Any, b: Any) -> bool:
     try:
-        return reference if resolve_tokenizer("", reference) == function else None
-    except (ValueError, TypeError):
-        return None
+        return a is b or (callable(a) and bool(a == b))
+    except Exception:  # an object whose == does something else (arrays...)
+        return False
 
 
 class _UnsavedTokenizer:
@@ -292,6 +309,10 @@ class TextView:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_tokenizer_function"] = None  # imported again after unpickling
+        if callable(self.tokenizer):
+            # By name where it has one: a bound method (jieba.lcut) would pickle its whole
+            # object, locks and dictionaries included.
+            state["tokenizer"] = tokenizer_reference(self.tokenizer) or self.tokenizer
         return state
 
     def to_config(self) -> dict:

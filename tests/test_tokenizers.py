@@ -23,6 +23,23 @@ def segment(text):
     return out
 
 
+class Segmenter:
+    """Like jieba: a module-level function that is a bound method of a default instance."""
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.RLock()  # unpicklable, as jieba's Tokenizer
+
+    def cut(self, text):
+        with self.lock:
+            return segment(text)
+
+
+_default = Segmenter()
+cut = _default.cut
+
+
 ZH = ["一个男人在骑自行车。", "两个孩子在公园玩", "小狗在草地跑", "一个孩子在骑自行车", "猫在草地", "两个男人在公园跑"]
 
 
@@ -108,3 +125,13 @@ def test_bad_tokenizers_are_clear_errors():
     with pytest.raises(TypeError, match=r"row 0: view 'zh': the tokenizer returned a int"):
         M3LDataPreparation([TextView("zh", tokenizer=lambda t: [1, 2])]).fit(
             rows(), custom_embeddings={"zh": np.zeros((6, 4))})
+
+
+def test_a_bound_method_the_module_exports_is_saved_and_pickled_by_that_name():
+    view = TextView("zh", stopwords=None, tokenizer=_default.cut)  # qualified name "Segmenter.cut"
+    prep = M3LDataPreparation([view, TextView("en")])
+    prep.fit(rows(), custom_embeddings=embeddings(6))
+    assert prep.to_config()["views"][0]["tokenizer"] == "test_tokenizers:cut"
+    restored = pickle.loads(pickle.dumps(prep))  # the instance's lock is not pickled
+    assert restored.views[0].tokenizer == "test_tokenizers:cut"
+    assert restored.transform(["小狗在公园跑"], view="zh", custom_embeddings=np.zeros((1, 4))).bow["zh"].nnz == 4
