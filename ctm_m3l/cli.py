@@ -17,7 +17,7 @@ def _views(args):
 
     names = [v.strip() for v in args.views.split(",") if v.strip()]
     if not names:
-        raise SystemExit("--views needs at least one view name, e.g. --views en,de,image")
+        raise ValueError("--views needs at least one view name, e.g. --views en,de,image")
     images = set(v.strip() for v in args.image_views.split(",")) if args.image_views else \
         {v for v in names if v.lower().startswith(("image", "img", "photo"))}
     tokenizers = {}
@@ -38,7 +38,7 @@ def _embeddings(pairs: list[str] | None) -> dict[str, np.ndarray]:
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise SystemExit(f"--embeddings takes VIEW=FILE.npy, got {pair!r}")
+            raise ValueError(f"--embeddings takes VIEW=FILE.npy, got {pair!r}")
         view, path = pair.split("=", 1)
         out[view] = np.load(path, allow_pickle=False)
     return out
@@ -210,11 +210,11 @@ def cmd_infer(args) -> int:
     model = M3LTM.load(args.model, device=args.device)
     prep_path = Path(args.model) / PREP_FILE
     if not prep_path.is_file():
-        raise SystemExit(f"{prep_path} is missing: infer needs a model saved by `ctm-m3l fit`")
+        raise ValueError(f"{prep_path} is missing: infer needs a model saved by `ctm-m3l fit`")
     prep = M3LDataPreparation.from_config(json.loads(prep_path.read_text(encoding="utf-8")), device=args.device)
     view_spec = prep.views[prep.view_names.index(args.view)] if args.view in prep.view_names else None
     if view_spec is None:
-        raise SystemExit(f"unknown view {args.view!r}; the model's views are {prep.view_names}")
+        raise ValueError(f"unknown view {args.view!r}; the model's views are {prep.view_names}")
     if args.encoder:
         view_spec.encoder = args.encoder
     custom = np.load(args.embeddings, allow_pickle=False) if args.embeddings else None

@@ -85,6 +85,15 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
 def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert main(["topics", str(tmp_path / "missing")]) == 2
     assert "not a directory" in capsys.readouterr().err
+    _write_tuples(tmp_path)
+    fit = ["fit", "--train", str(tmp_path / "train.jsonl"), "--output", str(tmp_path / "model")]
+    assert main(fit + ["--views", " , "]) == 2
+    assert "ctm-m3l fit: error: --views needs at least one view name" in capsys.readouterr().err
+    assert main(fit + ["--views", "en,de", "--embeddings", str(tmp_path / "en.npy")]) == 2
+    assert "--embeddings takes VIEW=FILE.npy" in capsys.readouterr().err
+    assert main(["infer", str(tmp_path), "--input", str(tmp_path / "new.jsonl"), "--view", "de",
+                 "--output", str(tmp_path / "theta.csv")]) == 2
+    assert "ctm-m3l infer: error:" in capsys.readouterr().err
 
 
 def test_console_script_help():
