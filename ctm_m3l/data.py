@@ -295,7 +295,8 @@ class M3LDataPreparation(TopicModelDataPreparation):
         text views whose tokenizer was a function that could not be saved by name (a lambda,
         a local function); the others are imported by their saved ``"module:function"``."""
         tokenizers = dict(tokenizers or {})
-        unknown = [v for v in tokenizers if v not in [c["name"] for c in config["views"] if c.get("kind") == "text"]]
+        text_views = {c["name"] for c in config["views"] if c.get("kind") == "text"}
+        unknown = [v for v in tokenizers if v not in text_views]
         if unknown:
             raise ValueError(f"tokenizers names {unknown}, which are not text views of this preparation")
         prep = cls([view_from_config(c, tokenizers.get(c["name"])) for c in config["views"]], **kwargs)
@@ -348,6 +349,7 @@ class M3LDataPreparation(TopicModelDataPreparation):
     @staticmethod
     def _tokenize(view: TextView, texts: list, present: np.ndarray) -> tuple[list, list]:
         stop = view.stopword_set()
+        view.tokenizer_function()  # imported here: a missing package is no row's fault
         tokens = []
         for i, (text, ok) in enumerate(zip(texts, present)):
             try:

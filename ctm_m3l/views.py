@@ -288,13 +288,19 @@ class TextView:
             self.stopwords = _load_stopwords(self.name, self.language)
         return frozenset(unicodedata.normalize("NFC", w).lower() for w in self.stopwords)
 
+    def tokenizer_function(self) -> Callable[[str], Any] | None:
+        """The tokenizer as a function (a ``"module:function"`` is imported on the first call),
+        or None for the built-in one."""
+        if self._tokenizer_function is None and self.tokenizer is not None:
+            self._tokenizer_function = resolve_tokenizer(self.name, self.tokenizer)
+        return self._tokenizer_function
+
     def words(self, text: str) -> list[str]:
         """The words of ``text`` for the bag of words, before stop words are removed."""
-        if self.tokenizer is None:
+        function = self.tokenizer_function()
+        if function is None:
             return tokenize(text, self.min_word_length)
-        if self._tokenizer_function is None:
-            self._tokenizer_function = resolve_tokenizer(self.name, self.tokenizer)
-        out = self._tokenizer_function(text)
+        out = function(text)
         if isinstance(out, str) or not isinstance(out, Iterable):
             raise TypeError(f"view {self.name!r}: the tokenizer returned a {type(out).__name__}, "
                             "not a list of words")
