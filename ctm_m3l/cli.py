@@ -9,8 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-PREP_FILE = "preparation.json"
-
 
 def _views(args):
     from .views import ImageView, TextView
@@ -78,8 +76,7 @@ def cmd_fit(args) -> int:
               checkpoint_dir=args.checkpoint_dir, resume_from=args.resume_from)
     if not model.is_main_process:
         return 0
-    out = model.save(args.output)
-    (out / PREP_FILE).write_text(json.dumps(prep.to_config(), ensure_ascii=False), encoding="utf-8")
+    out = model.save(args.output, preparation=prep)
     print(f"saved to {out}")
     return 0
 
@@ -208,15 +205,11 @@ def cmd_infer(args) -> int:
     from .model import M3LTM
 
     model = M3LTM.load(args.model, device=args.device)
-    prep_path = Path(args.model) / PREP_FILE
-    if not prep_path.is_file():
-        raise ValueError(f"{prep_path} is missing: infer needs a model saved by `ctm-m3l fit`")
-    prep = M3LDataPreparation.from_config(json.loads(prep_path.read_text(encoding="utf-8")), device=args.device)
-    view_spec = prep.views[prep.view_names.index(args.view)] if args.view in prep.view_names else None
-    if view_spec is None:
+    prep = M3LDataPreparation.load(args.model, device=args.device, trust_remote_code=args.trust_tokenizer)
+    if args.view not in prep.view_names:
         raise ValueError(f"unknown view {args.view!r}; the model's views are {prep.view_names}")
     if args.encoder:
-        view_spec.encoder = args.encoder
+        prep.views[prep.view_names.index(args.view)].encoder = args.encoder
     custom = np.load(args.embeddings, allow_pickle=False) if args.embeddings else None
     data = prep.transform(args.input, view=args.view, custom_embeddings=custom)
     theta = model.get_thetas(data, view=args.view, n_samples=args.n_samples, seed=args.seed)
@@ -348,7 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("model", help="directory of a model saved by `ctm-m3l fit`")
     infer.add_argument("--input", required=True, help="JSONL/CSV file with a field named like the view")
     infer.add_argument("--view", required=True, help="which view the items are (e.g. de or image)")
-    infer.add_argument("--encoder", help="encoder for the view (default: the one used in fit)")
+    infer.add_argument("--encoder", help="encoder for the view (default: the one used in fit; a saved encoder "
+                                          "path outside the model folder is used only when given here)")
+    infer.add_argument("--trust-tokenizer", action="store_true",
+                       help="import the word segmenter the model folder names even when it is not a known one "
+                            "(e.g. jieba:lcut); importing a module runs its code: only for folders you trust")
     infer.add_argument("--embeddings", help="precomputed embeddings (.npy) instead of an encoder")
     infer.add_argument("--n-samples", type=int, default=20, help="samples averaged per item (default 20)")
     infer.add_argument("--seed", type=int, default=None, help="seed of the sampling noise")
@@ -362,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+    except (ValueError, TypeError, OSError, FloatingPointError) as err:
         print(f"ctm-m3l {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -7,6 +7,7 @@ items of one view alone, with the fitted vocabularies and encoders.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -22,8 +23,10 @@ import torch
 from contextualized_topic_models.datasets.dataset import CTMDataset
 from contextualized_topic_models.utils.data_preparation import TopicModelDataPreparation
 
+from .evaluation import repeated_ids
 from .encoders import ImageLoadError, encode_cached, get_encoder, load_images
-from .views import ImageView, TextView, View, unsegmented_script, validate_views, view_from_config
+from .persistence import PREPARATION
+from .views import ImageView, TextView, View, Withheld, unsegmented_script, validate_views, view_from_config
 
 __all__ = ["MultiViewDataset", "M3LDataPreparation", "read_rows", "load_multi30k"]
 
@@ -58,21 +61,25 @@ def read_rows(rows: Any) -> tuple[list[dict], Path | None]:
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".json", ".ndjson"):
             records = []
-            with open(path, encoding="utf-8") as fh:
-                for line_no, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"{path}: line {line_no} is not valid JSON: {err.msg}") from err
-                    if not isinstance(record, dict):
-                        raise ValueError(f"{path}: line {line_no} is a JSON {type(record).__name__}, not an object")
-                    records.append(record)
+            for line_no, line in enumerate(_text(path).split("\n"), 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}: line {line_no} is not valid JSON: {err.msg}") from err
+                except RecursionError as err:
+                    raise ValueError(f"{path}: line {line_no} is nested too deeply") from err
+                if not isinstance(record, dict):
+                    raise ValueError(f"{path}: line {line_no} is a JSON {type(record).__name__}, not an object")
+                records.append(record)
             return records, path.parent
         if suffix in (".csv", ".tsv"):
-            with open(path, encoding="utf-8", newline="") as fh:
-                return list(csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")), path.parent
+            reader = csv.DictReader(io.StringIO(_text(path), newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+            try:
+                return list(reader), path.parent
+            except csv.Error as err:
+                raise ValueError(f"{path}: line {reader.line_num}: not valid {suffix[1:].upper()}: {err}") from err
         raise ValueError(f"{path}: unsupported file type {suffix!r}; use .jsonl or .csv")
     if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # pandas DataFrame
         return rows.to_dict(orient="records"), None
@@ -86,6 +93,39 @@ def read_rows(rows: Any) -> tuple[list[dict], Path | None]:
         if not isinstance(record, Mapping):
             raise TypeError(f"row {i} is a {type(record).__name__}, not a dict of views")
     return records, None
+
+
+def _check_ids(ids: list, text_rows: dict[str, np.ndarray]) -> None:
+    """Ids must be strings or numbers.  An id repeated among one language's texts is harmless
+    for training (a warning) but makes retrieval count other tuples as matches: ``evaluate``
+    refuses it.  (Several images may share a text's id: all of an article's photos.)"""
+    for i, value in enumerate(ids):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float, np.integer, np.floating)):
+            raise TypeError(f"row {i}: id must be a string or a number, got {type(value).__name__} {value!r:.80}")
+    for view, present in text_rows.items():
+        repeated = repeated_ids([ids[i] for i in np.flatnonzero(present)])
+        if repeated:
+            warnings.warn(f"view {view!r}: {len(repeated)} id(s) name more than one text (e.g. {repeated[:3]}); "
+                          "evaluate() refuses such rows, since it counts tuples with the same id as matches",
+                          stacklevel=4)
+
+
+def _source(rows: Any) -> str:
+    """How errors name where rows came from: the file, or "rows"."""
+    return str(rows) if isinstance(rows, (str, os.PathLike)) else "rows"
+
+
+def _text(path: Path) -> str:
+    """The text of a UTF-8 file; a byte that is not UTF-8 is an error naming the line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ValueError(f"{path}: line {line}, byte {column} of the line is not UTF-8 ({data[err.start:err.end]!r}); "
+                         "save the file as UTF-8") from err
+    return text
 
 
 def _as_embedding_array(view: str, value: Any, n_rows: int, n_present: int) -> np.ndarray:
@@ -227,7 +267,7 @@ class M3LDataPreparation(TopicModelDataPreparation):
         """Learn each language's vocabulary and encode every view of ``rows``."""
         records, base = read_rows(rows)
         custom = self._check_custom(custom_embeddings)
-        values, mask = self._collect(records, self.views)
+        values, mask = self._collect(records, self.views, _source(rows))
         documents, tokens = {}, {}
         for view in self.views:
             if isinstance(view, TextView):
@@ -259,8 +299,6 @@ class M3LDataPreparation(TopicModelDataPreparation):
                 if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence):
                     raise TypeError(f"with view={view!r}, rows must be a list of that view's items")
                 records = [{view: item} for item in rows]
-            records = [{"id": r["id"], view: r.get(view)} if isinstance(r, Mapping) and "id" in r else
-                       {view: r.get(view)} if isinstance(r, Mapping) else r for r in records]
             if custom_embeddings is not None and not isinstance(custom_embeddings, Mapping):
                 custom_embeddings = {view: custom_embeddings}
             views = [self.views[self.view_names.index(view)]]
@@ -268,7 +306,7 @@ class M3LDataPreparation(TopicModelDataPreparation):
             records, base = read_rows(rows)
             views = self.views
         custom = self._check_custom(custom_embeddings)
-        values, mask = self._collect(records, views)
+        values, mask = self._collect(records, views, _source(rows), one_view=view is not None)
         # Expand to all views so the dataset's layout matches the fitted one.
         full_values = [[None] * len(records) for _ in self.views]
         full_mask = np.zeros((len(records), len(self.views)), dtype=bool)
@@ -283,27 +321,91 @@ class M3LDataPreparation(TopicModelDataPreparation):
         return self._build(records, full_values, full_mask, tokens, documents, custom, base,
                            fitting=False, active=[v.name for v in views])
 
-    def to_config(self) -> dict:
-        """Views, vocabularies and embedding sizes as JSON-able settings."""
-        return {"views": [v.to_config() for v in self.views], "vocabularies": self.vocabularies,
-                "embedding_sizes": self.embedding_sizes}
+    def to_config(self, relative_to: str | os.PathLike | None = None) -> dict:
+        """Views, vocabularies and embedding sizes as JSON-able settings.  ``relative_to``: the
+        folder the settings are saved in; encoder paths inside it are written relative to it."""
+        views = [v.to_config() for v in self.views]
+        if relative_to is not None:
+            folder = Path(relative_to).resolve()
+            for view in views:
+                encoder = view.get("encoder")
+                if encoder and not encoder.startswith("offline:") and Path(encoder).is_absolute() \
+                        and Path(encoder).resolve().is_relative_to(folder):
+                    view["encoder"] = Path(encoder).resolve().relative_to(folder).as_posix()
+        return {"views": views, "vocabularies": self.vocabularies, "embedding_sizes": self.embedding_sizes}
 
     @classmethod
     def from_config(cls, config: dict, tokenizers: dict[str, Any] | None = None,
-                    **kwargs) -> "M3LDataPreparation":
-        """The preparation :meth:`to_config` saved.  ``tokenizers``: ``{view: function}`` for
-        text views whose tokenizer was a function that could not be saved by name (a lambda,
-        a local function); the others are imported by their saved ``"module:function"``."""
-        tokenizers = dict(tokenizers or {})
-        text_views = {c["name"] for c in config["views"] if c.get("kind") == "text"}
-        unknown = [v for v in tokenizers if v not in text_views]
-        if unknown:
-            raise ValueError(f"tokenizers names {unknown}, which are not text views of this preparation")
-        prep = cls([view_from_config(c, tokenizers.get(c["name"])) for c in config["views"]], **kwargs)
-        prep.vocabularies = {k: list(v) for k, v in config["vocabularies"].items()}
-        prep._word_index = {k: {w: i for i, w in enumerate(v)} for k, v in prep.vocabularies.items()}
-        prep.embedding_sizes = {k: int(v) for k, v in config["embedding_sizes"].items()}
+                    encoders: dict[str, Any] | None = None, trust_remote_code: bool = False,
+                    folder: str | os.PathLike | None = None, **kwargs) -> "M3LDataPreparation":
+        """The preparation :meth:`to_config` saved.
+
+        A saved preparation runs no code of its own: a text view's saved tokenizer
+        (``"module:function"``) is imported only when it is one of
+        :data:`~ctm_m3l.views.KNOWN_TOKENIZERS` or with ``trust_remote_code=True``, and a saved
+        encoder path only when it lies inside ``folder`` (the folder the settings came from);
+        the others raise, when the view is used, an error that says how to give them.
+
+        Args:
+            tokenizers: ``{view: function}`` replacing the saved tokenizers (needed for one that
+                was a lambda or a local function, or one that is not trusted).
+            encoders: ``{view: name, path or callable}`` replacing the saved encoders.
+            trust_remote_code: import any tokenizer the settings name (transformers' word for
+                running code a downloaded file names); only for files from a trusted source.
+            folder: the folder holding the settings; encoder paths are resolved inside it.
+        """
+        source = f"{Path(folder) / PREPARATION}: " if folder is not None else "preparation config: "
+        if not isinstance(config, Mapping) or not isinstance(config.get("views"), list) \
+                or not isinstance(config.get("vocabularies"), Mapping) \
+                or not isinstance(config.get("embedding_sizes"), Mapping):
+            raise ValueError(f"{source}not a saved M3LDataPreparation (it needs 'views', 'vocabularies' and "
+                             "'embedding_sizes')")
+        try:
+            names = [c.get("name") if isinstance(c, Mapping) else None for c in config["views"]]
+            text_views = {c["name"] for c in config["views"] if isinstance(c, Mapping) and c.get("kind") == "text"}
+            for option, given in (("tokenizers", tokenizers), ("encoders", encoders)):
+                unknown = [v for v in (given or {}) if v not in (text_views if option == "tokenizers" else names)]
+                if unknown:
+                    kinds = "text views" if option == "tokenizers" else "views"
+                    raise ValueError(f"{option} names {unknown}, which are not {kinds} of this preparation")
+            folder_path = Path(folder) if folder is not None else None
+            views = [view_from_config(c, (tokenizers or {}).get(names[i]), (encoders or {}).get(names[i]),
+                                      trust_remote_code=trust_remote_code, folder=folder_path)
+                     for i, c in enumerate(config["views"])]
+            prep = cls(views, **kwargs)
+            vocabularies = {str(k): v for k, v in config["vocabularies"].items()}
+            for name, words in vocabularies.items():
+                if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+                    raise ValueError(f"vocabularies[{name!r}] must be a list of words")
+            prep.vocabularies = {k: list(v) for k, v in vocabularies.items()}
+            prep._word_index = {k: {w: i for i, w in enumerate(v)} for k, v in prep.vocabularies.items()}
+            prep.embedding_sizes = {str(k): int(v) for k, v in config["embedding_sizes"].items()}
+        except (KeyError, TypeError, ValueError) as err:
+            message = f"missing entry {err}" if isinstance(err, KeyError) else str(err)
+            raise ValueError(f"{source}{message}") from err
+        missing = [v.name for v in prep.views if v.name not in prep.embedding_sizes] + \
+            [v.name for v in prep.views if isinstance(v, TextView) and v.name not in prep.vocabularies]
+        if missing:
+            raise ValueError(f"{source}view(s) {sorted(set(missing))} lack their vocabulary or embedding size")
         return prep
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, tokenizers: dict[str, Any] | None = None,
+             encoders: dict[str, Any] | None = None, trust_remote_code: bool = False,
+             **kwargs) -> "M3LDataPreparation":
+        """The preparation saved in a model folder (``model.save(folder, preparation=prep)``, or
+        ``ctm-m3l fit``), checked against the folder's manifest; the options are
+        :meth:`from_config`'s."""
+        from .persistence import model_folder, read_json, verify_folder  # noqa: PLC0415
+
+        directory = model_folder(folder)
+        files = verify_folder(directory)
+        path = directory / PREPARATION
+        if not path.is_file() or (files is not None and PREPARATION not in files):
+            raise ValueError(f"{path} is missing: this model was saved without its preparation; save it with "
+                             "model.save(folder, preparation=prep) (ctm-m3l fit does)")
+        return cls.from_config(read_json(path, "preparation"), tokenizers=tokenizers, encoders=encoders,
+                               trust_remote_code=trust_remote_code, folder=directory, **kwargs)
 
     # -- steps ----------------------------------------------------------------------------
     def _check_custom(self, custom: Any) -> dict[str, Any]:
@@ -316,32 +418,44 @@ class M3LDataPreparation(TopicModelDataPreparation):
             raise ValueError(f"custom_embeddings has unknown view(s) {unknown}; the views are {self.view_names}")
         return dict(custom)
 
-    def _collect(self, records: list[dict], views: Sequence[View]) -> tuple[list[list], np.ndarray]:
-        """Each view's values per row, and which rows have it; type and emptiness checks."""
+    def _collect(self, records: list[dict], views: Sequence[View], source: str,
+                 one_view: bool = False) -> tuple[list[list], np.ndarray]:
+        """Each view's values per row, and which rows have it; type and emptiness checks.
+        With ``one_view`` (a transform of one view's items), rows lacking it are allowed: their
+        topic distributions will be NaN."""
         if not records:
-            raise ValueError("no rows: the data is empty")
+            raise ValueError(f"{source}: no rows: the data is empty")
         values = [[None] * len(records) for _ in views]
         mask = np.zeros((len(records), len(views)), dtype=bool)
         for i, record in enumerate(records):
             if not isinstance(record, Mapping):
-                raise TypeError(f"row {i} is a {type(record).__name__}, not a dict of views")
+                raise TypeError(f"{source}: row {i} is a {type(record).__name__}, not a dict of views")
             for a, view in enumerate(views):
                 value = record.get(view.name)
                 if _is_missing(value):
                     continue
                 if isinstance(view, TextView) and not isinstance(value, str):
-                    raise TypeError(f"row {i}, view {view.name!r}: expected a text (str), got {type(value).__name__}")
+                    raise TypeError(f"{source}: row {i}, view {view.name!r}: expected a text (str), got "
+                                    f"{type(value).__name__}")
                 if isinstance(view, ImageView) and not isinstance(value, (str, os.PathLike)) \
                         and not hasattr(value, "convert"):
-                    raise TypeError(
-                        f"row {i}, view {view.name!r}: expected an image path or PIL image, got {type(value).__name__}")
+                    raise TypeError(f"{source}: row {i}, view {view.name!r}: expected an image path or PIL image, "
+                                    f"got {type(value).__name__}")
                 values[a][i] = value
                 mask[i, a] = True
+        for a, view in enumerate(views):
+            if not mask[:, a].any() and not any(view.name in r for r in records):
+                fields = sorted({str(k) for r in records[:1000] for k in r})
+                raise ValueError(f"{source}: no row has a field {view.name!r} (view {view.name!r}); the rows' "
+                                 f"fields are {fields[:20]}")
         empty = np.flatnonzero(~mask.any(axis=1)).tolist()
-        if empty:
+        if empty and one_view and len(empty) < len(records):
+            warnings.warn(f"{source}: row(s) {_listing(empty)} have no {views[0].name!r}; their topic "
+                          "distributions will be NaN", stacklevel=3)
+        elif empty:
             keys = sorted({str(k) for i in empty[:_MAX_LISTED] for k in records[i]})
             raise ValueError(
-                f"row(s) {_listing(empty)} have none of the views {[v.name for v in views]} "
+                f"{source}: row(s) {_listing(empty)} have none of the views {[v.name for v in views]} "
                 f"(their keys: {keys}); every tuple needs at least one view"
             )
         return values, mask
@@ -404,13 +518,15 @@ class M3LDataPreparation(TopicModelDataPreparation):
         return self._encoders[view.name]
 
     def _embed(self, view: View, items: list, rows: np.ndarray, n_rows: int, custom: Any,
-               base: Path | None, mask_column: np.ndarray, skipped: list) -> np.ndarray:
+               base: Path | None, mask_column: np.ndarray, skipped: list, dim: int | None = None) -> np.ndarray:
         """``(n_rows, d)`` embeddings of ``view`` (zeros where absent); may unmark bad images."""
         n_present = len(rows)
         if custom is not None:
             array = _as_embedding_array(view.name, custom, n_rows, n_present)
             present_rows = array[rows] if array.shape[0] == n_rows else array
         else:
+            if isinstance(view.encoder, Withheld):
+                view.encoder.fail()
             if view.encoder is None:
                 raise ValueError(
                     f"view {view.name!r} has no encoder and no custom_embeddings[{view.name!r}] was "
@@ -439,8 +555,8 @@ class M3LDataPreparation(TopicModelDataPreparation):
                 key_items = [str(p) if not hasattr(p, "convert") else p for p in paths]
                 items = images if isinstance(view.encoder, str) else paths
             encoder = self._encoder(view)
-            present_rows = encode_cached(encoder, list(items), view.name, self.cache_dir,
-                                         key_items=key_items) if len(items) else None
+            present_rows = encode_cached(encoder, list(items), view.name, self.cache_dir, key_items=key_items,
+                                         dim=dim) if len(items) else None
             if present_rows is None:
                 size = self.embedding_sizes.get(view.name)
                 if size is None:
@@ -464,8 +580,8 @@ class M3LDataPreparation(TopicModelDataPreparation):
                 continue
             rows = np.flatnonzero(mask[:, a])
             items = [values[a][i] for i in rows]
-            embeddings[view.name] = self._embed(view, items, rows, n, custom.get(view.name), base,
-                                                mask[:, a], skipped)
+            embeddings[view.name] = self._embed(view, items, rows, n, custom.get(view.name), base, mask[:, a],
+                                                skipped, dim=None if fitting else self.embedding_sizes[view.name])
             size = embeddings[view.name].shape[1]
             if fitting:
                 self.embedding_sizes[view.name] = size
@@ -483,6 +599,7 @@ class M3LDataPreparation(TopicModelDataPreparation):
         if empty and fitting:
             warnings.warn(f"view(s) {empty} have no items in these rows")
         ids = [r.get("id", i) if isinstance(r, Mapping) else i for i, r in enumerate(records)]
+        _check_ids(ids, {v.name: mask[:, a] for a, v in enumerate(self.views) if isinstance(v, TextView)})
         return MultiViewDataset(self.views, embeddings, bow, dict(self.vocabularies), mask, ids=ids,
                                 documents=documents, skipped=skipped)
 

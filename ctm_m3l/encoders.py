@@ -99,12 +99,25 @@ def load_images(items: Sequence[Any], rows: Sequence[int] | None = None):
 
 
 class Encoder:
-    """Wraps an encoder spec behind one ``encode(items) -> (n, d) float32`` method."""
+    """Wraps an encoder spec behind one ``encode(items) -> (n, d) float32`` method.
 
-    def __init__(self, name: str, fn: Callable[[list], Any], kind: str):
+    ``settings``: everything besides ``name`` that changes the embeddings (the sequence
+    length, the image preprocessing, a local model folder's content...); the disk cache keys
+    on both.  A value may be a function, called the first time the cache needs it.
+    """
+
+    def __init__(self, name: str, fn: Callable[[list], Any], kind: str, settings: dict | None = None):
         self.name = name
         self.kind = kind
         self._fn = fn
+        self._settings = dict(settings or {})
+
+    @property
+    def settings(self) -> dict:
+        for key, value in self._settings.items():
+            if callable(value):
+                self._settings[key] = value()
+        return self._settings
 
     def encode(self, items: list, view: str = "?") -> np.ndarray:
         out = self._fn(items)
@@ -192,6 +205,9 @@ def _efficientnet_lite0(device: str | None):
     return model, dev
 
 
+_IMAGE_PREPROCESSING = "RGB, resize 256, centre crop 224, ImageNet mean/std"
+
+
 def _image_tensor(images):
     """Standard ImageNet preprocessing: resize 256, centre crop 224, normalise."""
     from torchvision import transforms
@@ -210,6 +226,10 @@ def _image_tensor(images):
 def get_encoder(spec: Any, kind: str, device: str | None = None, batch_size: int = 32,
                 max_seq_length: int | None = 128, show_progress_bar: bool = False) -> Encoder:
     """Build the encoder for ``spec`` (see the module docstring); ``kind`` is "text" or "image"."""
+    from .views import Withheld
+
+    if isinstance(spec, Withheld):
+        spec.fail()
     if callable(spec) and not isinstance(spec, str):
         name = getattr(spec, "__qualname__", None) or type(spec).__name__
         return Encoder(f"callable:{name}", spec, kind)
@@ -228,7 +248,7 @@ def get_encoder(spec: Any, kind: str, device: str | None = None, batch_size: int
         model = _sentence_transformer(spec_path, device, max_seq_length)
         return Encoder(spec, lambda items: model.encode(
             list(items), batch_size=batch_size, show_progress_bar=show_progress_bar,
-            convert_to_numpy=True), kind)
+            convert_to_numpy=True), kind, _st_settings(model, spec_path))
     if spec == "offline:efficientnet-lite0":
         if kind != "image":
             raise ValueError("offline:efficientnet-lite0 encodes images only; for texts use offline:minilm")
@@ -251,7 +271,8 @@ def get_encoder(spec: Any, kind: str, device: str | None = None, batch_size: int
                     chunks.append(features.mean(dim=(2, 3)).float().cpu().numpy())
             return np.concatenate(chunks) if chunks else np.zeros((0, 1280), np.float32)
 
-        return Encoder(spec, encode_images, kind)
+        return Encoder(spec, encode_images, kind, {"preprocessing": _IMAGE_PREPROCESSING,
+                                                   "features": "mean-pooled extract_features"})
     if spec.startswith("offline:"):
         raise ValueError(f"unknown offline encoder {spec!r}; available: {', '.join(OFFLINE_ENCODERS)}")
     model = _sentence_transformer(spec, device, max_seq_length if kind == "text" else None)
@@ -265,15 +286,37 @@ def get_encoder(spec: Any, kind: str, device: str | None = None, batch_size: int
         return model.encode(list(items), batch_size=batch_size,
                             show_progress_bar=show_progress_bar, convert_to_numpy=True)
 
-    return Encoder(spec, encode_st, kind)
+    return Encoder(spec, encode_st, kind, _st_settings(model, spec))
 
 
-def content_key(encoder_name: str, items: Sequence[Any], kind: str) -> str:
-    """A cache key from the encoder and the items' content (file bytes for images)."""
+def _st_settings(model, spec: str) -> dict:
+    settings = {"max_seq_length": getattr(model, "max_seq_length", None)}
+    if os.path.isdir(spec):
+        settings["folder"] = lambda: folder_digest(Path(spec))
+    return settings
+
+
+def folder_digest(folder: Path) -> str:
+    """SHA-256 of a folder's files (names and content): a local model is known by what it holds."""
     digest = hashlib.sha256()
-    digest.update(f"{encoder_name}\0{kind}\0{len(items)}\0".encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0".encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def content_key(encoder: Encoder, items: Sequence[Any]) -> str:
+    """A cache key from the encoder, every setting that changes its output, and the items'
+    content (file bytes for images)."""
+    import json
+
+    digest = hashlib.sha256()
+    settings = json.dumps(encoder.settings, sort_keys=True, default=str)
+    digest.update(f"{encoder.name}\0{encoder.kind}\0{settings}\0{len(items)}\0".encode())
     for item in items:
-        if kind == "image" and not hasattr(item, "tobytes"):
+        if encoder.kind == "image" and not hasattr(item, "tobytes"):
             with open(item, "rb") as fh:
                 digest.update(hashlib.sha256(fh.read()).digest())
         elif hasattr(item, "tobytes"):
@@ -283,25 +326,61 @@ def content_key(encoder_name: str, items: Sequence[Any], kind: str) -> str:
     return digest.hexdigest()
 
 
+_CACHE_FORMAT = "ctm-m3l-embeddings"
+
+
+def _read_cache_entry(path: Path, key: str, n_items: int, dim: int | None) -> np.ndarray:
+    """The embeddings cached at ``path``; ``ValueError`` saying what is wrong with the entry."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            metadata = fh.metadata() or {}
+            array = fh.get_tensor("embeddings")
+    except (SafetensorError, OSError, KeyError) as err:
+        raise ValueError(f"not a readable cache entry ({err})") from None
+    if metadata.get("format") != _CACHE_FORMAT or metadata.get("key") != key:
+        raise ValueError("it holds the embeddings of other items or another encoder")
+    if array.dtype != np.float32 or array.ndim != 2 or array.shape[0] != n_items:
+        raise ValueError(f"it holds a {array.dtype} array of shape {array.shape}, not ({n_items}, d) float32")
+    if dim is not None and array.shape[1] != dim:
+        raise ValueError(f"it holds {array.shape[1]}-d embeddings, the view has {dim}-d ones")
+    if hashlib.sha256(array.tobytes()).hexdigest() != metadata.get("sha256"):
+        raise ValueError("its numbers do not match its checksum")
+    if not np.isfinite(array).all():
+        raise ValueError("it holds NaN or infinity")
+    return array
+
+
 def encode_cached(encoder: Encoder, items: list, view: str, cache_dir: str | os.PathLike | None,
-                  key_items: list | None = None) -> np.ndarray:
+                  key_items: list | None = None, dim: int | None = None) -> np.ndarray:
     """``encoder.encode(items)``, read from / written to ``cache_dir`` when given.
 
     ``key_items`` (default ``items``) are what the cache key hashes: file paths when
-    ``items`` are already-opened images.
+    ``items`` are already-opened images.  ``dim``: the width the view's embeddings must
+    have, when known.  An entry that is damaged, truncated, of another shape or of other
+    items is encoded again, with a warning; never returned.
     """
+    import warnings
+
+    from safetensors.numpy import save_file
+
+    from .persistence import write_atomic
+
     if cache_dir is None or encoder.name.startswith("callable:"):
         return encoder.encode(items, view)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = content_key(encoder.name, items if key_items is None else key_items, encoder.kind)
-    path = cache_dir / f"{key}.npy"
+    key = content_key(encoder, items if key_items is None else key_items)
+    path = cache_dir / f"{key}.safetensors"
     if path.exists():
-        cached = np.load(path, allow_pickle=False)
-        if cached.shape[0] == len(items):
-            return cached
-    out = encoder.encode(items, view)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-    np.save(tmp, out, allow_pickle=False)
-    os.replace(tmp, path)
+        try:
+            return _read_cache_entry(path, key, len(items), dim)
+        except ValueError as err:
+            warnings.warn(f"view {view!r}: the cached embeddings {path} are not usable ({err}); encoding the "
+                          f"{len(items)} items again", stacklevel=3)
+    out = np.ascontiguousarray(encoder.encode(items, view), dtype=np.float32)
+    metadata = {"format": _CACHE_FORMAT, "key": key, "encoder": encoder.name,
+                "sha256": hashlib.sha256(out.tobytes()).hexdigest()}
+    write_atomic(path, lambda tmp: save_file({"embeddings": out}, str(tmp), metadata=metadata))
     return out

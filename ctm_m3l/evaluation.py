@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -56,6 +57,11 @@ def distance_matrix(query: np.ndarray, target: np.ndarray, distance: str = "jsd"
         t = target / np.maximum(np.linalg.norm(target, axis=1, keepdims=True), 1e-12)
         return 1.0 - q @ t.T
     raise ValueError(f"distance must be 'jsd' or 'cosine', got {distance!r}")
+
+
+def repeated_ids(ids: Sequence) -> list:
+    """The ids that occur more than once in ``ids``, compared as given (``1`` is not ``"1"``)."""
+    return [value for value, n in Counter(ids).items() if n > 1]
 
 
 def relevance_by_id(query_ids: Sequence, target_ids: Sequence) -> np.ndarray:
@@ -213,7 +219,16 @@ def evaluate(system, train, test, seed: int | None = 0, topk: int = 10) -> dict[
         # NaN rows for tuples without a view are expected here: every metric leaves them out.
         warnings.filterwarnings("ignore", message=r".*their rows are NaN")
         reps = {v: system.represent(test, v, seed=seed) for v in views}
-    ids = np.asarray([str(i) for i in test.ids], dtype=object)
+    for language in getattr(test, "language_views", []):
+        if language in views:
+            repeated = repeated_ids([test.ids[i] for i in np.flatnonzero(test.has_view(language))])
+            if repeated:
+                raise ValueError(
+                    f"test data, view {language!r}: {len(repeated)} id(s) name more than one text (e.g. "
+                    f"{repeated[:3]}); retrieval counts tuples with the same id as matches, so every text needs "
+                    "its own id (several images of one text may share its id)")
+    ids = np.empty(len(test.ids), dtype=object)
+    ids[:] = list(test.ids)  # compared as given: the row number 3 is not the id "3"
     metrics: dict[str, float] = {}
     for a, b in itertools.permutations(views, 2):
         qa, tb = ~np.isnan(reps[a]).any(1), ~np.isnan(reps[b]).any(1)

@@ -23,6 +23,7 @@ import numpy as np
 from .data import M3LDataPreparation, load_multi30k
 from .evaluation import evaluate
 from .model import _CHECKPOINT
+from .persistence import CheckpointMismatchError
 from .views import ImageView, TextView
 
 __all__ = ["ReproduceConfig", "reproduce"]
@@ -103,8 +104,8 @@ def run_system(name, views, train, test, n_components, num_epochs, seed, batch_s
         resumed_at = _checkpoint_epoch(checkpoint) if resume is not None else 0
         try:
             system.fit(train, progress_bar=progress_bar, checkpoint_dir=checkpoint_dir, resume_from=resume)
-        except ValueError as error:
-            if resume is None or "resume_from" not in str(error):
+        except CheckpointMismatchError as error:
+            if resume is None:
                 raise
             log(f"{error}; starting this run over")
             os.replace(checkpoint, checkpoint.with_name(checkpoint.name + ".unusable"))

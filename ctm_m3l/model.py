@@ -14,7 +14,6 @@ The loss of a batch of tuples ``i`` with views ``a, b`` is
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
@@ -40,6 +39,9 @@ from .data import MultiViewDataset
 from .losses import (multiview_info_nce, pairwise_theta_kl, pairwise_view_kl, prior_kl, reconstruction_loss,
                      sparse_reconstruction_loss)
 from .networks import MultiViewDecoderNetwork
+from .persistence import (PREPARATION, CheckpointMismatchError, ModelFolderError, check_finite, commit_folder,
+                          dataset_digest, model_folder, read_json, sha256_file, tensor_digest, verify_folder,
+                          write_atomic)
 
 __all__ = ["M3LTM", "DEFAULT_LOSS_WEIGHTS"]
 
@@ -267,14 +269,17 @@ class M3LTM(ZeroShotTM):
         self.vocabularies = {v: list(dataset.vocabularies[v]) for v in self.language_views}
         self._build_network()
 
+    def _new_network(self) -> MultiViewDecoderNetwork:
+        vocab_sizes = {self.views.index(v): len(self.vocabularies[v]) for v in self.language_views}
+        return MultiViewDecoderNetwork(
+            [self.embedding_sizes[v] for v in self.views], vocab_sizes, self.n_components,
+            self.model_type, self.hidden_sizes, self.activation, self.dropout, self.learn_priors,
+        )
+
     def _build_network(self) -> None:
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
-        vocab_sizes = {self.views.index(v): len(self.vocabularies[v]) for v in self.language_views}
-        self.model = MultiViewDecoderNetwork(
-            [self.embedding_sizes[v] for v in self.views], vocab_sizes, self.n_components,
-            self.model_type, self.hidden_sizes, self.activation, self.dropout, self.learn_priors,
-        ).to(self.device)
+        self.model = self._new_network().to(self.device)
         if self.solver == "adam":
             try:
                 # One fused kernel instead of a Python loop over parameters (~1.5 ms of a
@@ -542,6 +547,7 @@ class M3LTM(ZeroShotTM):
             missing = [v for v in self.views if v not in validation_dataset.view_names]
             if missing:
                 raise ValueError(f"validation_dataset lacks view(s) {missing}")
+            self._check_compatible(validation_dataset, "validation_dataset")
             _check_int("patience", patience, 1)
         if len(train_dataset) < 2:
             raise ValueError("training needs at least 2 tuples (contrastive negatives come from other tuples)")
@@ -576,8 +582,13 @@ class M3LTM(ZeroShotTM):
         train_data = self._device_data(train_dataset)
         val_data = self._device_data(validation_dataset) if validation_dataset is not None else None
         best_val, best_state, stale, first_epoch = float("inf"), None, 0, 0
+        digests = {}
+        if checkpoint_dir is not None or resume_from is not None:
+            digests["train"] = dataset_digest(train_dataset, self.views)
+            if validation_dataset is not None:
+                digests["validation"] = dataset_digest(validation_dataset, self.views)
         if resume_from is not None:
-            first_epoch, best_val, stale, best_state = self._restore_checkpoint(resume_from, generator)
+            first_epoch, best_val, stale, best_state = self._restore_checkpoint(resume_from, generator, digests)
             if val_data is not None and stale >= patience:
                 first_epoch = self.num_epochs  # that run had already stopped early
         bar = tqdm(range(first_epoch, self.num_epochs), disable=not progress_bar, desc="M3LTM", leave=True,
@@ -586,6 +597,8 @@ class M3LTM(ZeroShotTM):
             self.nn_epoch = epoch
             start = time.perf_counter()
             record = {"epoch": epoch + 1, **self._run_epoch(train_data, generator, train=True)}
+            if not math.isfinite(record["loss"]):
+                self._diverged(f"epoch {epoch + 1}'s loss is {record['loss']}", checkpoint_dir)
             if self.scheduler is not None:
                 self.scheduler.step(record["loss"])
             if val_data is not None:
@@ -606,7 +619,7 @@ class M3LTM(ZeroShotTM):
                     stale += 1
             if checkpoint_dir is not None and main and (
                     (epoch + 1) % checkpoint_every == 0 or epoch + 1 == self.num_epochs):
-                self._write_checkpoint(checkpoint_dir, epoch + 1, generator, best_val, stale, best_state)
+                self._write_checkpoint(checkpoint_dir, epoch + 1, generator, best_val, stale, best_state, digests)
             if val_data is not None and stale >= patience:
                 if verbose:
                     print(f"Early stopping after epoch {epoch + 1}; keeping the weights of the best epoch")
@@ -615,6 +628,9 @@ class M3LTM(ZeroShotTM):
         self._objective = self._compiled = None
         if best_state is not None:
             self.model.load_state_dict(best_state)
+        bad = check_finite(self.model.state_dict())
+        if bad:
+            self._diverged(f"after the last step {', '.join(bad)} hold NaN or infinity", checkpoint_dir)
         self.best_components = self.model.topic_word_matrix(0).detach()
         if do_train_predictions:
             self.training_doc_topic_distributions = {
@@ -622,6 +638,30 @@ class M3LTM(ZeroShotTM):
         if save_dir is not None and main:
             self.save(save_dir)
         return self
+
+    def _diverged(self, what: str, checkpoint_dir: Any) -> None:
+        self._objective = self._compiled = None
+        where = (f"; the checkpoint in {checkpoint_dir} holds the last finite epoch" if checkpoint_dir is not None
+                 else "")
+        raise FloatingPointError(f"training diverged: {what}. Lower lr (now {self.lr}) or the contrastive "
+                                 f"weight{where}")
+
+    def _check_compatible(self, dataset: MultiViewDataset, name: str) -> None:
+        """``dataset`` must have been prepared like the training data: the same vocabularies
+        and embedding sizes for the model's views (other words in the same columns would be
+        read as this model's words)."""
+        for view in self.views:
+            if view not in dataset.view_names:
+                continue
+            size = dataset.embeddings[view].shape[1]
+            if size != self.embedding_sizes[view]:
+                raise ValueError(f"{name}, view {view!r}: {size}-d embeddings, but the model was trained on "
+                                 f"{self.embedding_sizes[view]}-d ones; prepare it with the training data's "
+                                 "M3LDataPreparation")
+            if view in self.vocabularies and dataset.vocabularies.get(view) != self.vocabularies[view]:
+                raise ValueError(f"{name}, view {view!r}: its vocabulary is not the one the model was trained "
+                                 "on, so its bag-of-words columns mean other words; prepare it with "
+                                 "prep.transform(...) of the training data's M3LDataPreparation")
 
     @property
     def is_main_process(self) -> bool:
@@ -657,6 +697,8 @@ class M3LTM(ZeroShotTM):
             return present[0]
         if view not in self.views:
             raise ValueError(f"unknown view {view!r}; the model's views are {self.views}")
+        if view not in dataset.view_names:
+            raise ValueError(f"view {view!r} is not in this dataset, whose views are {dataset.view_names}")
         return view
 
     def get_thetas(self, dataset: MultiViewDataset, n_samples: int = 20, view: str | None = None,
@@ -682,12 +724,9 @@ class M3LTM(ZeroShotTM):
             raise TypeError(f"expected a MultiViewDataset, got {type(dataset).__name__}")
         _check_int("n_samples", n_samples, 1)
         view = self._resolve_view(dataset, view)
+        self._check_compatible(dataset, "dataset")
         a = self.views.index(view)
         embeddings = dataset.embeddings[view]
-        if embeddings.shape[1] != self.embedding_sizes[view]:
-            raise ValueError(
-                f"view {view!r}: the dataset's embeddings have {embeddings.shape[1]} dimensions, "
-                f"the model was trained on {self.embedding_sizes[view]}")
         rows = np.flatnonzero(dataset.has_view(view))
         out = np.full((len(dataset), self.n_components), np.nan)
         if len(rows) < len(dataset):
@@ -859,13 +898,20 @@ class M3LTM(ZeroShotTM):
         }
 
     def _write_checkpoint(self, directory: str | os.PathLike, epoch: int, generator: torch.Generator,
-                          best_val: float, stale: int, best_state: dict | None) -> Path:
-        """One file, written to a temporary name and renamed over the previous checkpoint."""
+                          best_val: float, stale: int, best_state: dict | None, digests: dict[str, str]) -> Path:
+        """One file, written to a temporary name and renamed over the previous checkpoint; its
+        metadata holds a digest of every tensor and entry, and of the data trained on."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        bad = check_finite(tensors)
+        if bad:
+            raise FloatingPointError(
+                f"epoch {epoch}: {', '.join(k[6:] for k in bad)} hold NaN or infinity; training diverged, so "
+                f"no checkpoint was written (the one in {directory}, if any, is of an earlier epoch). "
+                "Lower lr, or resume from that checkpoint")
         optimizer = self.optimizer.state_dict()
         scalars = {}
         for index, state in optimizer["state"].items():
@@ -886,15 +932,18 @@ class M3LTM(ZeroShotTM):
             "optimizer_param_groups": json.dumps(optimizer["param_groups"]),
             "optimizer_scalars": json.dumps(scalars),
             "scheduler": json.dumps(self.scheduler.state_dict() if self.scheduler is not None else None),
+            "data": json.dumps(digests),
         }
+        metadata["sha256"] = tensor_digest(tensors, metadata)
         path = directory / _CHECKPOINT
-        tmp = directory / f".{_CHECKPOINT}.tmp{os.getpid()}"
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
         return path
 
-    def _restore_checkpoint(self, path: str | os.PathLike, generator: torch.Generator):
-        """Restore a checkpoint into this (bound) model; returns the early-stopping state."""
+    def _restore_checkpoint(self, path: str | os.PathLike, generator: torch.Generator,
+                            digests: dict[str, str]):
+        """Restore a checkpoint into this (bound) model; returns the early-stopping state.
+        Raises :class:`CheckpointMismatchError` for a damaged checkpoint or one of other
+        settings, data or a longer schedule."""
         from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
@@ -902,18 +951,30 @@ class M3LTM(ZeroShotTM):
         if path.is_dir():
             path = path / _CHECKPOINT
         if not path.is_file():
-            raise ValueError(f"resume_from: {str(path)!r} is not a checkpoint file")
+            raise CheckpointMismatchError(f"resume_from: {str(path)!r} is not a checkpoint file")
         try:
             with safe_open(str(path), framework="pt") as fh:
                 metadata = fh.metadata() or {}
             tensors = load_file(str(path), device="cpu")
         except (SafetensorError, OSError) as err:
-            raise ValueError(f"resume_from: {path} is not a readable checkpoint ({err})") from err
+            raise CheckpointMismatchError(f"resume_from: {path} is not a readable checkpoint ({err})") from err
         if metadata.get("format") != _CHECKPOINT_FORMAT:
-            raise ValueError(f"resume_from: {path} is not a ctm-m3l checkpoint")
-        config = json.loads(metadata["config"])
+            raise CheckpointMismatchError(f"resume_from: {path} is not a ctm-m3l checkpoint")
+        saved_digest = metadata.pop("sha256", None)
+        if saved_digest is None:
+            raise CheckpointMismatchError(
+                f"resume_from: {path} carries no checksum (it was written by ctm-m3l 0.1.0 before checkpoints "
+                "had one), so it cannot be told from a damaged file; restart the run")
+        if tensor_digest(tensors, metadata) != saved_digest:
+            raise CheckpointMismatchError(f"resume_from: {path} does not match its checksum; the file was damaged "
+                                          "or modified after it was written. Restart the run")
+        try:
+            config = json.loads(metadata["config"])
+            saved_data = json.loads(metadata["data"])
+        except (KeyError, ValueError) as err:
+            raise CheckpointMismatchError(f"resume_from: {path}: incomplete metadata ({err})") from err
         if config.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f"resume_from: {path} was written by ctm-m3l {config.get('ctm_m3l_version')} (format_version "
                 f"{config.get('format_version')}), whose network layout this ctm-m3l ({__version__}, format_version "
                 f"{_FORMAT_VERSION}) cannot continue; restart the run, or resume it with that version")
@@ -921,14 +982,25 @@ class M3LTM(ZeroShotTM):
         theirs["hidden_sizes"] = list(theirs["hidden_sizes"])
         differ = sorted(k for k in mine if k != "num_epochs" and mine[k] != theirs.get(k))
         if differ:
-            raise ValueError(f"resume_from: {path} was written with different settings: {differ}")
+            raise CheckpointMismatchError(f"resume_from: {path} was written with different settings: {differ}")
         if config["vocabularies"] != self.vocabularies or config["embedding_sizes"] != self.embedding_sizes:
-            raise ValueError(f"resume_from: {path} was trained on data with other vocabularies or embedding sizes")
-        if "model.posterior_bias" in tensors:
-            # Its optimizer state has one more parameter than this network has.
-            raise ValueError(f"resume_from: {path} was written by a development version of ctm-m3l "
-                             f"{config.get('ctm_m3l_version')} whose network had a posterior bias; this one "
-                             "cannot continue it: restart the run")
+            raise CheckpointMismatchError(
+                f"resume_from: {path} was trained on data with other vocabularies or embedding sizes")
+        for split, digest in digests.items():
+            if saved_data.get(split) != digest:
+                what = "no validation data" if saved_data.get(split) is None else f"other {split} data"
+                raise CheckpointMismatchError(
+                    f"resume_from: {path} was trained on {what} than this fit's {split}_dataset (same "
+                    "vocabularies, other tuples or embeddings); resume with the data it was trained on, or "
+                    "restart the run")
+        if "validation" in saved_data and "validation" not in digests:
+            raise CheckpointMismatchError(f"resume_from: {path} was trained with a validation_dataset; pass the "
+                                          "same one to resume (early stopping depends on it)")
+        epoch = int(metadata["epoch"])
+        if epoch > self.num_epochs:
+            raise CheckpointMismatchError(
+                f"resume_from: {path} is at epoch {epoch}, past this fit's num_epochs={self.num_epochs}; "
+                f"resume with num_epochs >= {epoch}")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         state: dict[int, dict[str, Any]] = defaultdict(dict)
         for key, value in tensors.items():
@@ -949,83 +1021,153 @@ class M3LTM(ZeroShotTM):
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.history = list(config["history"])
         best = {k[5:]: v.to(self.device) for k, v in tensors.items() if k.startswith("best.")} or None
-        return int(metadata["epoch"]), float(json.loads(metadata["best_val"])), int(metadata["stale"]), best
+        return epoch, float(json.loads(metadata["best_val"])), int(metadata["stale"]), best
 
-    def save(self, models_dir: str | os.PathLike) -> Path:
-        """Save to the directory ``models_dir``: ``model.safetensors`` (tensors) and
-        ``config.json`` (settings, view kinds, sizes, vocabularies, training history and the
-        weights' SHA-256).  Files are written atomically; loading never unpickles."""
+    def save(self, models_dir: str | os.PathLike, preparation: Any = None) -> Path:
+        """Save to the folder ``models_dir``: ``model.safetensors`` (tensors), ``config.json``
+        (settings, view kinds, sizes, vocabularies, training history), ``preparation.json``
+        when ``preparation`` (the :class:`~ctm_m3l.M3LDataPreparation` the data came from) is
+        given, and ``manifest.json`` with every file's SHA-256.
+
+        The folder is written in full beside ``models_dir`` and swapped in at once: a save
+        killed at any moment leaves the old model or the new one.  Other files in the folder
+        are kept; a ``preparation.json`` already there is kept when it matches this model.
+        Tensors holding NaN or infinity are refused.  Loading never unpickles.
+        """
         from safetensors.torch import save_file
 
         self._check_fitted()
         if models_dir is None:
             raise ValueError("save needs a directory")
         directory = Path(models_dir)
-        directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        weights_tmp = directory / f".{_WEIGHTS}.tmp{os.getpid()}"
-        save_file(tensors, str(weights_tmp))
-        digest = _sha256(weights_tmp)
-        config = {**self._config(), "weights_sha256": digest}
-        config_tmp = directory / f".{_CONFIG}.tmp{os.getpid()}"
-        config_tmp.write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(weights_tmp, directory / _WEIGHTS)
-        os.replace(config_tmp, directory / _CONFIG)
-        return directory
+        bad = check_finite(tensors)
+        if bad:
+            raise ValueError(f"refusing to save to {directory}: {', '.join(bad)} hold NaN or infinity (training "
+                             "diverged); a model that cannot give topic distributions is not saved")
+        preparation_config = self._preparation_config(preparation, directory)
+        config = self._config()
+
+        def write(folder: Path) -> list[str]:
+            save_file(tensors, str(folder / _WEIGHTS))
+            (folder / _CONFIG).write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
+            if preparation_config is None:
+                return [_CONFIG, _WEIGHTS]
+            (folder / PREPARATION).write_text(json.dumps(preparation_config, ensure_ascii=False), encoding="utf-8")
+            return [_CONFIG, _WEIGHTS, PREPARATION]
+
+        return commit_folder(directory, write)
+
+    def _preparation_config(self, preparation: Any, directory: Path) -> dict | None:
+        """What ``save`` writes as ``preparation.json``: the given preparation's settings (checked
+        against this model), else the folder's own when it matches this model."""
+        if preparation is not None:
+            if not hasattr(preparation, "to_config") or not hasattr(preparation, "embedding_sizes"):
+                raise TypeError(f"preparation must be the M3LDataPreparation the data came from, got "
+                                f"{type(preparation).__name__}")
+            config = preparation.to_config(relative_to=directory)
+            problem = self._preparation_mismatch(config)
+            if problem:
+                raise ValueError(f"preparation does not match this model: {problem}")
+            return config
+        existing = Path(directory) / PREPARATION
+        if not existing.is_file():
+            return None
+        try:
+            verify_folder(Path(directory))
+            config = read_json(existing, "preparation")
+            problem = self._preparation_mismatch(config)
+        except ValueError as err:
+            problem = str(err)
+        if problem:
+            warnings.warn(f"{existing} is not kept: {problem}; pass save(..., preparation=prep) to save the "
+                          "preparation of this model", stacklevel=3)
+            return None
+        return config
+
+    def _preparation_mismatch(self, config: Any) -> str | None:
+        if not isinstance(config, dict):
+            return "it is not an object"
+        vocabularies, sizes = config.get("vocabularies") or {}, config.get("embedding_sizes") or {}
+        for view in self.views:
+            if sizes.get(view) != self.embedding_sizes[view]:
+                return (f"view {view!r} has {sizes.get(view)}-d embeddings there, {self.embedding_sizes[view]}-d in "
+                        "the model")
+        for view in self.language_views:
+            if vocabularies.get(view) != self.vocabularies[view]:
+                return f"view {view!r} has another vocabulary there than the model's"
+        return None
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, device: Any = None) -> "M3LTM":
         """Load a model saved with :meth:`save` (no training data needed).
 
-        Raises ``ValueError`` naming the file when the directory is not a saved model or its
-        files were changed after saving.
+        Every file is checked against the folder's manifest and the sizes in ``config.json``
+        against the weights' header before anything is allocated; nothing is unpickled or
+        imported.  Raises :class:`~ctm_m3l.persistence.ModelFolderError` (a ``ValueError``)
+        naming the file when the folder is not a saved model, its files were changed after
+        saving, or its tensors hold NaN or infinity.
         """
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
-        directory = Path(model_dir)
+        directory = model_folder(model_dir)
+        files = verify_folder(directory)
         config_path, weights_path = directory / _CONFIG, directory / _WEIGHTS
-        if not directory.is_dir():
-            raise ValueError(f"{str(directory)!r} is not a directory holding a saved M3LTM")
         if not config_path.is_file() or not weights_path.is_file():
-            raise ValueError(f"{str(directory)!r} is not a saved M3LTM: it needs {_CONFIG} and {_WEIGHTS}")
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{config_path}: not valid JSON ({err})") from err
+            raise ModelFolderError(f"{str(directory)!r} is not a saved M3LTM: it needs {_CONFIG} and {_WEIGHTS}")
+        config = read_json(config_path, "model config")
         if not isinstance(config, dict) or config.get("format") != _FORMAT:
-            raise ValueError(f"{config_path}: not an M3LTM config (format is not {_FORMAT!r})")
+            raise ModelFolderError(f"{config_path}: not an M3LTM config (format is not {_FORMAT!r})")
         if config.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(f"{config_path}: format_version {config.get('format_version')!r} is not "
-                             f"supported by this ctm-m3l ({_FORMAT_VERSION})")
-        if _sha256(weights_path) != config.get("weights_sha256"):
-            raise ValueError(f"{weights_path}: the weights do not match the checksum in {_CONFIG}; "
-                             "the file was modified or corrupted after saving")
+            raise ModelFolderError(f"{config_path}: format_version {config.get('format_version')!r} is not "
+                                   f"supported by this ctm-m3l ({_FORMAT_VERSION})")
+        if files is None and sha256_file(weights_path) != config.get("weights_sha256"):
+            raise ModelFolderError(f"{weights_path}: the weights do not match the checksum in {_CONFIG}; "
+                                   "the file was modified or corrupted after saving")
         try:
             settings = _saved_settings(config)
             settings["hidden_sizes"] = tuple(settings["hidden_sizes"])
             model = cls(**settings, device=device)
-            model.view_kinds = {str(k): str(v) for k, v in config["view_kinds"].items()}
-            model.embedding_sizes = {str(k): int(v) for k, v in config["embedding_sizes"].items()}
-            model.vocabularies = {str(k): [str(w) for w in v] for k, v in config["vocabularies"].items()}
+            model.view_kinds = _string_map(config["view_kinds"], "view_kinds")
+            model.embedding_sizes = {k: _positive(v, f"embedding_sizes[{k!r}]")
+                                     for k, v in _string_map(config["embedding_sizes"], "embedding_sizes", object).items()}
+            model.vocabularies = {k: _words(v, k) for k, v in
+                                  _string_map(config["vocabularies"], "vocabularies", object).items()}
             model.history = list(config.get("history", []))
             if set(model.view_kinds) != set(model.views) or set(model.embedding_sizes) != set(model.views) \
                     or set(model.vocabularies) != set(model.language_views):
                 raise ValueError("views, view kinds, sizes and vocabularies disagree")
-            model._build_network()
+            expected = model._network_on_meta().state_dict()
         except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{config_path}: invalid or altered settings: {err}") from err
+            raise ModelFolderError(f"{config_path}: invalid or altered settings: {err}") from err
+        try:
+            with safe_open(str(weights_path), framework="pt") as fh:
+                header = {k: (tuple(fh.get_slice(k).get_shape()), fh.get_slice(k).get_dtype()) for k in fh.keys()}
+        except (SafetensorError, OSError) as err:
+            raise ModelFolderError(f"{weights_path}: not a readable safetensors file ({err})") from err
+        wrong = sorted(set(header) ^ set(expected)) or [
+            k for k in expected if header[k] != (tuple(expected[k].shape), "F32")]
+        if wrong:
+            raise ModelFolderError(f"{weights_path}: tensors do not match the architecture in {_CONFIG} "
+                                   f"({', '.join(wrong[:5])})")
         try:
             state = load_file(str(weights_path), device="cpu")
         except (SafetensorError, OSError) as err:
-            raise ValueError(f"{weights_path}: not a readable safetensors file ({err})") from err
-        model.model.upgrade_state_dict(state)  # files of earlier development layouts
-        expected = model.model.state_dict()
-        if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
-            raise ValueError(f"{weights_path}: tensors do not match the architecture in {_CONFIG}")
+            raise ModelFolderError(f"{weights_path}: not a readable safetensors file ({err})") from err
+        bad = check_finite(state)
+        if bad:
+            raise ModelFolderError(f"{weights_path}: {', '.join(bad)} hold NaN or infinity; this model cannot "
+                                   "give topic distributions")
+        model._build_network()
         model.model.load_state_dict(state)
         model.best_components = model.model.topic_word_matrix(0).detach()
         return model
+
+    def _network_on_meta(self) -> MultiViewDecoderNetwork:
+        """This model's network with no storage: its parameter shapes, for any sizes."""
+        with torch.device("meta"):
+            return self._new_network()
 
 
 class _GatherWithGradient(torch.autograd.Function):
@@ -1104,12 +1246,24 @@ def _saved_settings(config: dict) -> dict:
     return {**_SETTINGS_ADDED, **config["settings"]}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _string_map(value: Any, name: str, kind: type = str) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, kind) for k, v in value.items()):
+        raise ValueError(f"{name} must map view names to {kind.__name__}s")
+    return dict(value)
+
+
+def _positive(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r:.50}")
+    return value
+
+
+def _words(value: Any, view: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(w, str) for w in value):
+        raise ValueError(f"vocabularies[{view!r}] must be a non-empty list of words")
+    if len(set(value)) != len(value):
+        raise ValueError(f"vocabularies[{view!r}] repeats a word")
+    return value
 
 
 def _format_record(record: dict, num_epochs: int) -> str:

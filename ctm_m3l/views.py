@@ -12,11 +12,12 @@ import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Union
 
 import regex
 
-__all__ = ["TextView", "ImageView", "View", "tokenize", "resolve_language", "validate_views"]
+__all__ = ["TextView", "ImageView", "View", "tokenize", "resolve_language", "validate_views", "KNOWN_TOKENIZERS"]
 
 # ISO 639-1 code -> NLTK stop-word corpus name.  Languages NLTK lacks (Czech, ...) are
 # looked up in `stopwordsiso` by code when that package is installed.
@@ -75,13 +76,29 @@ def unsegmented_script(counts: dict[str, int]) -> tuple[str, float] | None:
     return None
 
 
+#: Word segmenters a saved preparation may name and that loading imports without being asked:
+#: well-known packages' public functions (and this package's own tokenizer).  Any other
+#: ``"module:function"`` in a file is imported only with ``trust_remote_code=True`` (CLI:
+#: ``--trust-tokenizer``), since importing a module runs its code and calling a function named
+#: by a stranger's file (``os:popen``) runs whatever that file says.
+KNOWN_TOKENIZERS = frozenset({
+    "ctm_m3l.views:tokenize",
+    "jieba:cut", "jieba:lcut", "jieba:cut_for_search", "jieba:lcut_for_search",  # Chinese
+    "pythainlp:word_tokenize", "pythainlp.tokenize:word_tokenize",  # Thai
+    "laonlp:word_tokenize", "laonlp.tokenize:word_tokenize",  # Lao
+    "khmernltk:word_tokenize",  # Khmer
+    "nltk:word_tokenize", "nltk.tokenize:word_tokenize",
+})
+_REFERENCE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
 def resolve_tokenizer(view: str, spec: Any) -> Callable[[str], Any] | None:
     """The callable a ``TextView``'s ``tokenizer`` names: None, a callable, or
     ``"module:function"`` (attributes separated by dots), imported here."""
+    if isinstance(spec, Withheld):
+        spec.fail()
     if spec is None or callable(spec):
         return spec
-    if isinstance(spec, _UnsavedTokenizer):
-        spec.fail()
     module_name, _, attribute = str(spec).partition(":")
     try:
         target = importlib.import_module(module_name)
@@ -124,20 +141,93 @@ def _same_function(a: Any, b: Any) -> bool:
         return False
 
 
-class _UnsavedTokenizer:
-    """Stands for a tokenizer that a saved preparation could not name (a lambda...)."""
+class Withheld:
+    """Stands for a tokenizer or encoder that a saved preparation names but that loading did
+    not bring back: one that was not saved by name (a lambda), or one that loading refuses to
+    import or open without the user's word.  Using it raises ``ValueError`` with ``message``;
+    saving the preparation again writes ``saved`` back unchanged."""
 
-    def __init__(self, view: str, description: str) -> None:
-        self.view, self.description = view, description
+    def __init__(self, view: str, saved: Any, message: str) -> None:
+        self.view, self.saved, self.message = view, saved, message
 
     def fail(self):
-        raise ValueError(
-            f"view {self.view!r} was prepared with a tokenizer that was not saved by name "
-            f"({self.description}); pass it again: M3LDataPreparation.from_config(config, "
-            f"tokenizers={{{self.view!r}: function}}), or give TextView(tokenizer='module:function')")
+        raise ValueError(self.message)
 
     def __repr__(self) -> str:
-        return f"<unsaved tokenizer {self.description}>"
+        return f"<withheld {self.saved!r}>"
+
+
+def saved_tokenizer(view: str, saved: Any, trust_remote_code: bool = False,
+                    folder: Path | None = None) -> Any:
+    """What a loaded text view's tokenizer becomes: ``saved`` itself where it may be imported
+    (None, a :data:`KNOWN_TOKENIZERS` name, or any well-formed name with
+    ``trust_remote_code``), else a :class:`Withheld` that says how to give it."""
+    again = (f"M3LDataPreparation.load(folder, tokenizers={{{view!r}: function}}) or "
+             f"from_config(config, tokenizers={{{view!r}: function}})")
+    if saved is None:
+        return None
+    if isinstance(saved, dict):
+        return Withheld(view, saved, (
+            f"view {view!r} was prepared with a tokenizer that was not saved by name "
+            f"({saved.get('unsaved', 'a function')}); pass it again: {again}, or give "
+            "TextView(tokenizer='module:function')"))
+    if not isinstance(saved, str) or not _REFERENCE.fullmatch(saved):
+        return Withheld(view, saved, f"view {view!r}: the saved tokenizer {saved!r} is not a 'module:function' "
+                                     f"name; pass the function itself: {again}")
+    if not trust_remote_code and saved not in KNOWN_TOKENIZERS:
+        return Withheld(view, saved, (
+            f"view {view!r}: the saved tokenizer {saved!r} is not one of the known word segmenters "
+            f"({', '.join(sorted(KNOWN_TOKENIZERS))}), and loading a saved preparation imports and "
+            "calls no other code it names. If you trust where this folder came from, pass "
+            "trust_remote_code=True (ctm-m3l infer --trust-tokenizer); or give the function yourself: "
+            f"{again}"))
+    if folder is not None and _module_inside(saved.partition(":")[0], folder):
+        return Withheld(view, saved, (
+            f"view {view!r}: the saved tokenizer {saved!r} would be imported from inside the folder "
+            f"being loaded ({folder}); a folder's own files are never imported. Give the function "
+            f"yourself: {again}"))
+    return saved
+
+
+def _module_inside(module: str, folder: Path) -> bool:
+    """Whether importing ``module`` would load a file under ``folder`` (found, not imported)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module.split(".")[0])
+    except (ImportError, ValueError):
+        return False
+    places = [spec.origin] if spec and spec.origin else []
+    places += list(spec.submodule_search_locations or []) if spec else []
+    root = Path(folder).resolve()
+    return any(Path(p).resolve().is_relative_to(root) for p in places if p not in ("built-in", "frozen"))
+
+
+# A Hugging Face hub name ("clip-ViT-B-32", "sentence-transformers/all-MiniLM-L6-v2").
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def saved_encoder(view: str, saved: Any, folder: Path | None = None) -> Any:
+    """What a loaded view's encoder becomes: None, an ``offline:`` encoder, a hub name, or a
+    path inside ``folder`` (made absolute); any other path is a :class:`Withheld`, so a
+    file names no model elsewhere on the user's disk."""
+    if saved is None or (isinstance(saved, str) and saved.startswith("offline:")):
+        return saved
+    override = (f"pass the encoder yourself: M3LDataPreparation.load(folder, encoders={{{view!r}: "
+                f"name_or_path}}) (ctm-m3l infer --encoder)")
+    if not isinstance(saved, str):
+        return Withheld(view, saved, f"view {view!r}: the saved encoder {saved!r} is not a name; {override}")
+    path = Path(saved)
+    if folder is not None and not path.is_absolute() and ".." not in path.parts:
+        inside = (Path(folder) / path).resolve()
+        if inside.is_relative_to(Path(folder).resolve()) and inside.exists():
+            return str(inside)
+    if _HUB_NAME.fullmatch(saved) and ".." not in path.parts and not path.exists():
+        return saved
+    return Withheld(view, saved, (
+        f"view {view!r}: the saved encoder {saved!r} is a path outside the folder being loaded; a saved "
+        f"preparation names only offline: encoders, hub names and paths inside its own folder. If this "
+        f"is the model you want, {override}"))
 
 
 def resolve_language(name: str) -> str | None:
@@ -190,8 +280,14 @@ def _check_name(name: Any, kind: str) -> str:
     return name
 
 
+def _encoder_config(encoder: Any) -> str | None:
+    if isinstance(encoder, Withheld):
+        return encoder.saved
+    return encoder if isinstance(encoder, str) else None
+
+
 def _check_encoder(name: str, encoder: Any) -> None:
-    if encoder is not None and not isinstance(encoder, str) and not callable(encoder):
+    if encoder is not None and not isinstance(encoder, (str, Withheld)) and not callable(encoder):
         raise TypeError(
             f"view {name!r}: encoder must be a model name or path (str), a callable "
             f"list -> np.ndarray, or None; got {type(encoder).__name__}"
@@ -251,7 +347,7 @@ class TextView:
         _check_name(self.name, "TextView")
         _check_encoder(self.name, self.encoder)
         if self.tokenizer is not None and not callable(self.tokenizer) \
-                and not isinstance(self.tokenizer, _UnsavedTokenizer) \
+                and not isinstance(self.tokenizer, Withheld) \
                 and not (isinstance(self.tokenizer, str) and ":" in self.tokenizer):
             raise TypeError(f"view {self.name!r}: tokenizer must be a function str -> list of words, "
                             f"'module:function' or None; got {self.tokenizer!r}")
@@ -323,15 +419,15 @@ class TextView:
 
     def to_config(self) -> dict:
         tokenizer = self.tokenizer
-        if callable(tokenizer):
+        if isinstance(tokenizer, Withheld):
+            tokenizer = tokenizer.saved
+        elif callable(tokenizer):
             tokenizer = tokenizer_reference(tokenizer) or {"unsaved": repr(tokenizer)[:200]}
-        elif isinstance(tokenizer, _UnsavedTokenizer):
-            tokenizer = {"unsaved": tokenizer.description}
         return {
             "kind": "text", "name": self.name, "language": self.language,
             "vocabulary_size": self.vocabulary_size, "min_word_length": self.min_word_length,
             "max_seq_length": self.max_seq_length,
-            "encoder": self.encoder if isinstance(self.encoder, str) else None,
+            "encoder": _encoder_config(self.encoder),
             "stopwords": self.stopwords, "tokenizer": tokenizer,
         }
 
@@ -366,30 +462,34 @@ class ImageView:
 
     def to_config(self) -> dict:
         return {"kind": "image", "name": self.name, "on_error": self.on_error,
-                "encoder": self.encoder if isinstance(self.encoder, str) else None}
+                "encoder": _encoder_config(self.encoder)}
 
 
 View = Union[TextView, ImageView]
 
 
-def view_from_config(config: dict, tokenizer: Any = None) -> View:
-    """The view a ``to_config`` dict describes; ``tokenizer`` replaces a text view's saved one
-    (needed where it was not saved by name)."""
+def view_from_config(config: dict, tokenizer: Any = None, encoder: Any = None, trust_remote_code: bool = False,
+                     folder: Path | None = None) -> View:
+    """The view a ``to_config`` dict describes.  ``tokenizer`` and ``encoder`` replace the saved
+    ones; a saved tokenizer is imported only as :func:`saved_tokenizer` allows, and a saved
+    encoder path only inside ``folder`` (:func:`saved_encoder`)."""
+    if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+        raise ValueError(f"a view entry must be an object with a 'name', got {config!r:.200}")
+    name = config["name"]
+    if encoder is None:
+        encoder = saved_encoder(name, config.get("encoder"), folder)
     if config.get("kind") == "text":
-        saved = config.get("tokenizer")
-        if tokenizer is None and isinstance(saved, dict):
-            tokenizer = _UnsavedTokenizer(config["name"], saved.get("unsaved", "a function"))
+        if tokenizer is None:
+            tokenizer = saved_tokenizer(name, config.get("tokenizer"), trust_remote_code, folder)
         return TextView(
-            config["name"], encoder=config.get("encoder"), stopwords=config.get("stopwords"),
+            name, encoder=encoder, stopwords=config.get("stopwords"),
             vocabulary_size=config["vocabulary_size"], language=config.get("language"),
             min_word_length=config.get("min_word_length", 2),
-            max_seq_length=config.get("max_seq_length", 128),
-            tokenizer=tokenizer if tokenizer is not None else saved,
+            max_seq_length=config.get("max_seq_length", 128), tokenizer=tokenizer,
         )
     if config.get("kind") == "image":
-        return ImageView(config["name"], encoder=config.get("encoder"),
-                         on_error=config.get("on_error", "raise"))
-    raise ValueError(f"unknown view kind in config: {config!r}")
+        return ImageView(name, encoder=encoder, on_error=config.get("on_error", "raise"))
+    raise ValueError(f"view {name!r}: unknown view kind {config.get('kind')!r} (text or image)")
 
 
 def validate_views(views: Any) -> list[View]:

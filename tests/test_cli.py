@@ -122,8 +122,12 @@ def test_fit_and_infer_with_a_word_segmenter(tmp_path, capsys):
     (tmp_path / "new.jsonl").write_text(json.dumps({"id": "n0", "zh": "小狗在公园跑"}, ensure_ascii=False) + "\n",
                                         encoding="utf-8")
     np.save(tmp_path / "zh_new.npy", emb["zh"][:1])
-    assert main(["infer", str(tmp_path / "model"), "--input", str(tmp_path / "new.jsonl"), "--view", "zh",
-                 "--embeddings", str(tmp_path / "zh_new.npy"), "--output", str(tmp_path / "theta.csv")]) == 0
+    infer = ["infer", str(tmp_path / "model"), "--input", str(tmp_path / "new.jsonl"), "--view", "zh",
+             "--embeddings", str(tmp_path / "zh_new.npy"), "--output", str(tmp_path / "theta.csv")]
+    capsys.readouterr()
+    assert main(infer) == 2  # a segmenter that is not a known one is imported only when trusted
+    assert "--trust-tokenizer" in capsys.readouterr().err and not (tmp_path / "theta.csv").exists()
+    assert main(infer + ["--trust-tokenizer"]) == 0
     assert (tmp_path / "theta.csv").read_text().splitlines()[1].startswith("n0,")
     capsys.readouterr()
     assert main(common + ["--tokenizer", "image=test_tokenizers:segment"]) == 2

@@ -160,7 +160,7 @@ def test_tuple_with_no_views_names_the_row():
 
 def test_misspelled_keys_are_reported():
     rows = [{"EN": "a dog"}, {"EN": "a cat"}]
-    with pytest.raises(ValueError, match=r"their keys: \['EN'\]"):
+    with pytest.raises(ValueError, match=r"rows: no row has a field 'en' \(view 'en'\); the rows' fields are \['EN'\]"):
         prep_en_de().fit(rows)
 
 

@@ -123,7 +123,7 @@ def test_text_and_image_views_encode_themselves(val_rows):
 def test_disk_cache_skips_re_encoding(tmp_path, minilm):
     texts = ["Ein Hund rennt über die Wiese.", "Zwei Kinder spielen am Strand."]
     first = encode_cached(minilm, texts, "de", tmp_path)
-    assert len(list(tmp_path.glob("*.npy"))) == 1
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
     original = minilm._fn
     minilm._fn = lambda items: (_ for _ in ()).throw(AssertionError("re-encoded despite the cache"))
     try:
@@ -190,3 +190,60 @@ def test_clip_encodes_texts_and_images_in_one_space(tiny_clip, val_rows):
     data = prep.fit(rows)
     assert {k: v.shape for k, v in data.embeddings.items()} == {"en": (6, 16), "de": (6, 16), "image": (6, 16)}
     assert all(np.isfinite(v).all() for v in data.embeddings.values())
+
+
+def _cache_entry(folder):
+    entries = list(folder.glob("*.safetensors"))
+    assert len(entries) == 1
+    return entries[0]
+
+
+def test_a_cache_entry_that_is_damaged_or_of_other_items_is_encoded_again(tmp_path, minilm):
+    texts = ["Ein Hund rennt über die Wiese.", "Zwei Kinder spielen am Strand."]
+    others = ["Eine Frau liest ein Buch.", "Ein Mann fährt Fahrrad."]
+    first = encode_cached(minilm, texts, "de", tmp_path / "a")
+    entry = _cache_entry(tmp_path / "a")
+    encode_cached(minilm, others, "de", tmp_path / "b")
+    good = entry.read_bytes()
+    from safetensors.numpy import save_file
+
+    damages = {
+        "other items, same count": _cache_entry(tmp_path / "b").read_bytes(),
+        "truncated": good[: len(good) // 2],
+        "empty": b"",
+        "garbage": b"\x00garbage" * 40,
+        "one flipped bit": good[:-3] + bytes([good[-3] ^ 4]) + good[-2:],
+    }
+    for case, blob in damages.items():
+        entry.write_bytes(blob)
+        with pytest.warns(UserWarning, match=r"view 'de': the cached embeddings .* are not usable"):
+            again = encode_cached(minilm, texts, "de", tmp_path / "a")
+        assert np.array_equal(again, first), case
+        # Written again, whole: the next call reads it without encoding.
+        from ctm_m3l.encoders import _read_cache_entry, content_key
+
+        assert np.array_equal(_read_cache_entry(entry, content_key(minilm, texts), 2, 384), first), case
+    # A well-formed entry of another width under this key (10-d).
+    import hashlib
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(entry), framework="numpy") as fh:
+        metadata = fh.metadata()
+    narrow = np.ones((2, 10), dtype=np.float32)
+    save_file({"embeddings": narrow}, str(entry), metadata={**metadata, "sha256": hashlib.sha256(narrow.tobytes()).hexdigest()})
+    with pytest.warns(UserWarning, match="holds 10-d embeddings, the view has 384-d ones"):
+        assert np.array_equal(encode_cached(minilm, texts, "de", tmp_path / "a", dim=384), first)
+    assert json.loads(json.dumps(metadata))["encoder"] == "offline:minilm"
+
+
+def test_the_cache_keys_on_the_sequence_length(tmp_path):
+    short = get_encoder("offline:minilm", "text", max_seq_length=8)
+    full = get_encoder("offline:minilm", "text", max_seq_length=128)
+    text = ["Ein kleiner brauner Hund rennt mit einem roten Ball im Maul über eine große grüne Wiese im Park."]
+    a = encode_cached(short, text, "de", tmp_path)
+    b = encode_cached(full, text, "de", tmp_path)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2
+    assert not np.allclose(a, b, atol=1e-3)
+    assert np.allclose(b, full.encode(text), atol=1e-6)

@@ -35,6 +35,17 @@ def trained():
     return prep, train, test, model
 
 
+def resign(folder):
+    """Rewrite a model folder's manifest to fit its files, as someone editing them on purpose would."""
+    from ctm_m3l.persistence import _combined, sha256_file
+
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["files"] = {name: sha256_file(folder / name) for name in manifest["files"]}
+    manifest["sha256"] = _combined(manifest["files"])
+    path.write_text(json.dumps(manifest))
+
+
 def planted_block(word):
     return word[3:5]  # e.g. "enxacwab" -> "ac": the planted topic that owns the word
 
@@ -118,7 +129,7 @@ def test_save_load_identical_thetas(trained, tmp_path):
         assert np.array_equal(model.get_thetas(test, view=v, seed=3), loaded.get_thetas(test, view=v, seed=3))
     assert loaded.get_topic_lists(k=5, language="de") == model.get_topic_lists(k=5, language="de")
     assert loaded.history == model.history
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "manifest.json", "model.safetensors"]
 
 
 def test_missing_views_train_in_one_model():
@@ -247,6 +258,7 @@ def test_pair_kl_on_theta_trains_saves_and_loads(tmp_path):
     # A model saved before the option existed trained with the posterior KL.
     del config["settings"]["pair_kl_on"]
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    resign(tmp_path / "m")
     assert M3LTM.load(tmp_path / "m").pair_kl_on == "posterior"
 
 
@@ -344,19 +356,24 @@ def test_load_rejects_non_models_and_tampering(trained, tmp_path):
     blob = bytearray(weights.read_bytes())
     blob[-5] ^= 0xFF
     weights.write_bytes(bytes(blob))
-    with pytest.raises(ValueError, match="do not match the checksum"):
+    with pytest.raises(ValueError, match="model.safetensors: does not match its checksum in manifest.json"):
         M3LTM.load(saved)
 
     saved = model.save(tmp_path / "m2")
     config = json.loads((saved / "config.json").read_text())
     config["settings"]["n_components"] = K + 1
     (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="config.json: does not match its checksum"):
+        M3LTM.load(saved)
+    resign(saved)  # checksums made to fit the edit: the sizes are still checked against the weights
     with pytest.raises(ValueError, match="tensors do not match the architecture"):
         M3LTM.load(saved)
 
     (saved / "config.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    resign(saved)
+    with pytest.raises(ValueError, match="config.json: the model config is not valid JSON"):
         M3LTM.load(saved)
     (saved / "config.json").write_text(json.dumps({"format": "something-else"}))
+    resign(saved)
     with pytest.raises(ValueError, match="not an M3LTM config"):
         M3LTM.load(saved)

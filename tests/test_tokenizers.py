@@ -86,7 +86,12 @@ def test_a_tokenizer_by_name_is_imported_saved_and_restored(tmp_path):
     train = prep.fit(rows(), custom_embeddings=embeddings(6))
     config = json.loads(json.dumps(prep.to_config()))
     assert config["views"][0]["tokenizer"] == "test_tokenizers:segment"
-    again = M3LDataPreparation.from_config(config)
+    # Not a known segmenter: loading imports it only when the user says the source is trusted.
+    refused = M3LDataPreparation.from_config(config)
+    with pytest.raises(ValueError, match=r"'test_tokenizers:segment' is not one of the known word segmenters.*"
+                                         r"trust_remote_code=True"):
+        refused.transform(["小狗在公园跑"], view="zh", custom_embeddings=np.zeros((1, 4)))
+    again = M3LDataPreparation.from_config(config, trust_remote_code=True)
     new = again.transform(["小狗在公园跑"], view="zh", custom_embeddings=np.zeros((1, 4)))
     vocabulary = train.vocabularies["zh"]
     counts = dict(zip([vocabulary[j] for j in new.bow["zh"].indices], new.bow["zh"].data))
