@@ -193,7 +193,7 @@ def contrastive_pair_masks(present: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 def multiview_info_nce(theta: torch.Tensor, present: torch.Tensor | None = None, temperature: float = 0.07,
-                       similarity: str = "dot") -> torch.Tensor:
+                       similarity: str = "dot", reduction: str = "mean") -> torch.Tensor:
     r"""InfoNCE over every pair of views, positives within a tuple, negatives across tuples.
 
     For an ordered view pair ``(a, b)`` and an anchor tuple ``i`` that has both views:
@@ -209,18 +209,24 @@ def multiview_info_nce(theta: torch.Tensor, present: torch.Tensor | None = None,
 
     where the bars average over the anchors that have both views: a mean over positive
     pairs per view pair, as the released code's NT-Xent reduces, so that the paper's
-    weight ``s = 50`` keeps the meaning it was tuned with.  View pairs with no tuple that has
-    both views contribute 0.
+    weight ``s = 50`` keeps the meaning it was tuned with (``reduction="mean"``).  With
+    ``reduction="sum"`` the bars are sums over those anchors, as Eq. 1 sums every term over
+    the tuples of a batch (the reconstruction and the KLs are sums too): the weight of
+    InfoNCE against them then does not shrink as the batch grows.  View pairs with no tuple
+    that has both views contribute 0.
 
     Args:
         theta: ``(V, N, K)`` sampled topic vectors.
         present: ``(V, N)`` bool; ``None`` when every tuple has every view.
         temperature: ``tau`` (0.07 in the paper).
         similarity: ``"dot"`` or ``"cosine"``.
+        reduction: ``"mean"`` or ``"sum"`` over a view pair's anchors.
 
     Returns:
         A scalar.
     """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     if similarity == "cosine":
         theta = F.normalize(theta, dim=-1)
     elif similarity != "dot":
@@ -231,7 +237,8 @@ def multiview_info_nce(theta: torch.Tensor, present: torch.Tensor | None = None,
     logits = torch.bmm(theta[first], theta[second].transpose(1, 2)) / temperature  # (P, N, N)
     positive = torch.diagonal(logits, dim1=1, dim2=2)  # (P, N)
     if present is None:
-        return 0.5 * (logits.logsumexp(dim=-1) + logits.logsumexp(dim=-2) - 2.0 * positive).mean(dim=-1).sum()
+        per_anchor = logits.logsumexp(dim=-1) + logits.logsumexp(dim=-2) - 2.0 * positive  # (P, N)
+        return 0.5 * (per_anchor.mean(dim=-1) if reduction == "mean" else per_anchor.sum(dim=-1)).sum()
     # A large finite value rather than -inf: a row with no candidate (a view absent from the
     # whole batch) must not produce NaN gradients through logsumexp.
     floor = torch.finfo(logits.dtype).min / 4
@@ -239,7 +246,8 @@ def multiview_info_nce(theta: torch.Tensor, present: torch.Tensor | None = None,
     columns = logits.masked_fill(~present[first][:, :, None], floor).logsumexp(dim=-2)  # anchors in b
     valid = present[first] & present[second]  # (P, N)
     zero = torch.zeros((), dtype=theta.dtype, device=theta.device)
-    anchors = valid.sum(dim=-1).clamp(min=1)
     per_pair = (torch.where(valid, rows - positive, zero).sum(dim=-1)
-                + torch.where(valid, columns - positive, zero).sum(dim=-1)) / anchors
+                + torch.where(valid, columns - positive, zero).sum(dim=-1))
+    if reduction == "mean":
+        per_pair = per_pair / valid.sum(dim=-1).clamp(min=1)
     return 0.5 * per_pair.sum()

@@ -38,7 +38,7 @@ from . import __version__
 from .data import MultiViewDataset
 from .losses import (multiview_info_nce, pairwise_theta_kl, pairwise_view_kl, prior_kl, reconstruction_loss,
                      sparse_reconstruction_loss)
-from .networks import MultiViewDecoderNetwork
+from .networks import POSTERIOR_NORMS, MultiViewDecoderNetwork
 from .persistence import (PREPARATION, CheckpointMismatchError, ModelFolderError, check_finite, commit_folder,
                           dataset_digest, model_folder, read_json, sha256_file, tensor_digest, verify_folder,
                           write_atomic)
@@ -61,7 +61,7 @@ _CHECKPOINT = "checkpoint.safetensors"
 _RECOMPILE_LIMIT = 128
 #: Settings added after a format version was first written, with the values that saved
 #: models and checkpoints lacking them were trained with.
-_SETTINGS_ADDED = {"pair_kl_on": "posterior"}
+_SETTINGS_ADDED = {"pair_kl_on": "posterior", "posterior_norm": "ctm", "contrastive_reduction": "mean"}
 
 
 def _resolve_device(device: Any) -> torch.device:
@@ -108,6 +108,15 @@ class M3LTM(ZeroShotTM):
             images from texts ~3x better, German from English ~3x better and gave more
             coherent topics than Eq. 1 read literally (Gaussian KL, dot product, with or
             without the prior KL); README, "Which loss".
+        posterior_norm: how each inference network normalises its posterior: ``"ctm"``, batch
+            norm on ``mu`` and on ``log sigma^2`` (CTM's ``ContextualInferenceNetwork``, which
+            the paper's code uses); ``"mean"``, batch norm on ``mu`` only and a learned bias on
+            ``log sigma^2``; ``"none"``, learned biases on both.  The batch norm on
+            ``log sigma^2`` re-centres every log-variance at 0, so every posterior keeps a
+            variance near 1 and averaged samples give flat mixtures
+            (``benchmarks/topic_space_planted.py``).
+        contrastive_reduction: InfoNCE per view pair as a ``"mean"`` over the batch's tuples
+            (the released code's NT-Xent) or a ``"sum"`` over them, as Eq. 1 sums all its terms.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default: CUDA when available).
         random_state: seed for initialisation, batch order and sampling; None for fresh randomness.
         torch_compile: compile the training objective with ``torch.compile`` (static shapes,
@@ -128,7 +137,8 @@ class M3LTM(ZeroShotTM):
                  num_epochs: int = 100, reduce_on_plateau: bool = False, temperature: float = 0.07,
                  similarity: str = "cosine", loss_weights: Mapping[str, float] | None = None,
                  pair_kl_on: str = "theta", device: Any = None, random_state: int | None = None,
-                 num_data_loader_workers: int = 0, torch_compile: bool = False) -> None:
+                 num_data_loader_workers: int = 0, torch_compile: bool = False, posterior_norm: str = "ctm",
+                 contrastive_reduction: str = "mean") -> None:
         # CTM's constructor builds a one-view network and its optimizer from sizes given up
         # front; this model learns its sizes from the dataset in ``fit``, so it sets CTM's
         # attributes itself instead of calling ``super().__init__``.
@@ -166,6 +176,10 @@ class M3LTM(ZeroShotTM):
             raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
         if pair_kl_on not in ("posterior", "theta"):
             raise ValueError(f"pair_kl_on must be 'posterior' or 'theta', got {pair_kl_on!r}")
+        if posterior_norm not in POSTERIOR_NORMS:
+            raise ValueError(f"posterior_norm must be one of {POSTERIOR_NORMS}, got {posterior_norm!r}")
+        if contrastive_reduction not in ("mean", "sum"):
+            raise ValueError(f"contrastive_reduction must be 'mean' or 'sum', got {contrastive_reduction!r}")
         weights = dict(DEFAULT_LOSS_WEIGHTS)
         if loss_weights is not None:
             if not isinstance(loss_weights, Mapping):
@@ -200,6 +214,8 @@ class M3LTM(ZeroShotTM):
         self.temperature = float(temperature)
         self.similarity = similarity
         self.pair_kl_on = pair_kl_on
+        self.posterior_norm = posterior_norm
+        self.contrastive_reduction = contrastive_reduction
         self.weights = weights
         self.random_state = random_state
         self.num_data_loader_workers = num_data_loader_workers
@@ -274,6 +290,7 @@ class M3LTM(ZeroShotTM):
         return MultiViewDecoderNetwork(
             [self.embedding_sizes[v] for v in self.views], vocab_sizes, self.n_components,
             self.model_type, self.hidden_sizes, self.activation, self.dropout, self.learn_priors,
+            posterior_norm=self.posterior_norm,
         )
 
     def _build_network(self) -> None:
@@ -426,8 +443,8 @@ class M3LTM(ZeroShotTM):
         if gather is not None:
             theta, present = gather(theta), global_present
         with _differentiable(w["contrastive"], keep):
-            contrastive = multiview_info_nce(theta, present, self.temperature, self.similarity) \
-                if n_views > 1 else zero
+            contrastive = multiview_info_nce(theta, present, self.temperature, self.similarity,
+                                             self.contrastive_reduction) if n_views > 1 else zero
         local = _weighted_sum([(w["reconstruction"], rec), (w["prior_kl"], pkl), (w["pair_kl"], pair)], zero, keep)
         # DDP averages gradients over ranks: scaling the per-tuple sums by the world size makes
         # the average the gradient of the global batch's sum (InfoNCE's gradient already
@@ -886,7 +903,8 @@ class M3LTM(ZeroShotTM):
             "num_epochs": self.num_epochs, "reduce_on_plateau": self.reduce_on_plateau,
             "temperature": self.temperature, "similarity": self.similarity,
             "pair_kl_on": self.pair_kl_on, "loss_weights": self.weights, "random_state": self.random_state,
-            "torch_compile": self.torch_compile,
+            "torch_compile": self.torch_compile, "posterior_norm": self.posterior_norm,
+            "contrastive_reduction": self.contrastive_reduction,
         }
 
     def _config(self) -> dict[str, Any]:

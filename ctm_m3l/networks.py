@@ -17,7 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MultiViewDecoderNetwork", "batch_norm", "dropout"]
+__all__ = ["MultiViewDecoderNetwork", "batch_norm", "dropout", "POSTERIOR_NORMS"]
+
+#: How the inference networks normalise the posterior's parameters: ``"ctm"``, batch norm on
+#: ``mu`` and on ``log sigma^2`` (CTM's ``ContextualInferenceNetwork``, the paper's code);
+#: ``"mean"``, batch norm on ``mu`` only and a learned bias on ``log sigma^2``; ``"none"``,
+#: learned biases on both.
+POSTERIOR_NORMS = ("ctm", "mean", "none")
 
 _BN_MOMENTUM = 0.1
 _BN_EPS = 1e-5
@@ -124,9 +130,12 @@ class MultiViewDecoderNetwork(nn.Module):
     def __init__(self, embedding_sizes: Sequence[int], vocabulary_sizes: dict[int, int],
                  n_components: int, model_type: str = "prodLDA",
                  hidden_sizes: Sequence[int] = (100,), activation: str = "softplus",
-                 dropout: float = 0.2, learn_priors: bool = True) -> None:
+                 dropout: float = 0.2, learn_priors: bool = True, posterior_norm: str = "ctm") -> None:
         super().__init__()
+        if posterior_norm not in POSTERIOR_NORMS:
+            raise ValueError(f"posterior_norm must be one of {POSTERIOR_NORMS}, got {posterior_norm!r}")
         n_views, k = len(embedding_sizes), n_components
+        self.posterior_norm = posterior_norm
         hidden_sizes = tuple(hidden_sizes)
         self.n_views = n_views
         self.n_components = n_components
@@ -150,8 +159,17 @@ class MultiViewDecoderNetwork(nn.Module):
             # mu and log sigma^2 are two layers, each initialised as its own nn.Linear.
             _linear_init_(self.posterior_weight[v, :k])
             _linear_init_(self.posterior_weight[v, k:])
-        self.register_buffer("posterior_running_mean", torch.zeros(n_views * 2 * k))
-        self.register_buffer("posterior_running_var", torch.ones(n_views * 2 * k))
+        # Batch norm after the mu and log sigma^2 layers (CTM: both), or learned biases where
+        # there is none.  A bias before a batch norm would get no gradient (see the class).
+        normalised = {"ctm": 2 * k, "mean": k, "none": 0}[posterior_norm]
+        if normalised:
+            self.register_buffer("posterior_running_mean", torch.zeros(n_views * normalised))
+            self.register_buffer("posterior_running_var", torch.ones(n_views * normalised))
+        bound = 1.0 / math.sqrt(hidden_sizes[-1])
+        if posterior_norm == "none":
+            self.mu_bias = nn.Parameter(torch.empty(n_views, k).uniform_(-bound, bound))
+        if posterior_norm != "ctm":
+            self.logvar_bias = nn.Parameter(torch.empty(n_views, k).uniform_(-bound, bound))
 
         # One topic-word matrix per language, all indexed by the same K topics: aligned topics.
         # Stored stacked, (L, K, W_max), narrower vocabularies padded with zero columns that no
@@ -226,20 +244,30 @@ class MultiViewDecoderNetwork(nn.Module):
             h = self.activation(torch.baddbmm(bias[pick].unsqueeze(1), h, weight[pick].transpose(1, 2)))
         h = dropout(h, self.dropout, self.training)
         out = torch.bmm(h, self.posterior_weight[pick].transpose(1, 2))  # (G, N, 2K), no bias: see the class
+        k = self.n_components
+        if self.posterior_norm == "ctm":
+            normed = self._posterior_batch_norm(out, view, present)
+        elif self.posterior_norm == "mean":
+            normed = torch.cat([self._posterior_batch_norm(out[..., :k], view, present),
+                                out[..., k:] + self.logvar_bias[pick].unsqueeze(1)], dim=-1)
+        else:
+            normed = out + torch.cat([self.mu_bias, self.logvar_bias], dim=-1)[pick].unsqueeze(1)
+        if present is not None:
+            # Rows of absent views were normalised with other rows' statistics and can be
+            # extreme; zeros keep every downstream value (and 0-weighted gradient) finite.
+            normed = torch.where(present.unsqueeze(-1), normed, torch.zeros((), dtype=normed.dtype,
+                                                                             device=normed.device))
+        return normed[..., :k], normed[..., k:]
+
+    def _posterior_batch_norm(self, out: torch.Tensor, view: int | None, present: torch.Tensor | None) -> torch.Tensor:
+        """Batch norm of ``(G, N, C)`` posterior columns, each view's rows with its own statistics."""
         groups, n, width = out.shape
         stats = slice(None) if view is None else slice(view * width, (view + 1) * width)
         flat = out.transpose(0, 1).reshape(n, groups * width)
         mask = None if present is None else present.t()
         normed = batch_norm(flat, self.posterior_running_mean[stats], self.posterior_running_var[stats],
                             self.training, mask=mask, distributed=self.distributed)
-        normed = normed.view(n, groups, width).transpose(0, 1)
-        if present is not None:
-            # Rows of absent views were normalised with other rows' statistics and can be
-            # extreme; zeros keep every downstream value (and 0-weighted gradient) finite.
-            normed = torch.where(present.unsqueeze(-1), normed, torch.zeros((), dtype=normed.dtype,
-                                                                             device=normed.device))
-        k = self.n_components
-        return normed[..., :k], normed[..., k:]
+        return normed.view(n, groups, width).transpose(0, 1)
 
     def posteriors(self, embeddings: Sequence[torch.Tensor],
                    present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -148,7 +148,7 @@ def test_contrastive_pair_counts_with_missing_views():
     assert int(negative.sum()) == 4
 
 
-def _info_nce_by_hand(theta, present, tau, cosine=False):
+def _info_nce_by_hand(theta, present, tau, cosine=False, reduction="mean"):
     v, n, _ = theta.shape
     t = theta.double().numpy()
     if cosine:
@@ -164,7 +164,7 @@ def _info_nce_by_hand(theta, present, tau, cosine=False):
                 pos = math.exp(float(t[x, i] @ t[y, i]) / tau)
                 denominator = sum(math.exp(float(t[x, i] @ t[y, j]) / tau) for j in range(n) if present[y, j])
                 terms.append(-math.log(pos / denominator))
-            directions.append(sum(terms) / len(terms) if terms else 0.0)
+            directions.append((sum(terms) / len(terms) if reduction == "mean" else sum(terms)) if terms else 0.0)
         total += 0.5 * sum(directions)
     return total
 
@@ -210,3 +210,18 @@ def test_info_nce_prefers_aligned_views():
 def test_info_nce_rejects_unknown_similarity():
     with pytest.raises(ValueError, match="similarity"):
         multiview_info_nce(torch.rand(2, 3, 4), torch.ones(2, 3, dtype=torch.bool), similarity="l2")
+
+
+@pytest.mark.parametrize("missing", [False, True])
+def test_info_nce_summed_over_tuples_by_hand(missing):
+    theta = torch.softmax(torch.randn(3, 5, 4) * 2, dim=-1)
+    present = torch.ones(3, 5, dtype=torch.bool)
+    if missing:
+        present[1, [0, 3]] = False
+        present[2, 4] = False
+    got = multiview_info_nce(theta, None if not missing else present, temperature=0.2, similarity="cosine",
+                             reduction="sum")
+    expected = _info_nce_by_hand(theta, present, 0.2, cosine=True, reduction="sum")
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum'"):
+        multiview_info_nce(theta, present, reduction="max")

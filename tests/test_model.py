@@ -287,6 +287,8 @@ def test_two_of_three_views():
     ({"views": ["en"], "loss_weights": {"contrastive": -1}}, "contrastive"),
     ({"views": ["en"], "loss_weights": {"reconstruction": 0, "pair_kl": 0, "contrastive": 0}}, "all 0"),
     ({"views": ["en"], "device": "tpu"}, "device"),
+    ({"views": ["en"], "posterior_norm": "batch"}, r"posterior_norm must be one of \('ctm', 'mean', 'none'\)"),
+    ({"views": ["en"], "contrastive_reduction": "max"}, "contrastive_reduction must be 'mean' or 'sum'"),
 ])
 def test_constructor_validation(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):

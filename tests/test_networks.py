@@ -18,19 +18,52 @@ def network(**kwargs):
 
 
 def by_hand(net, view, x, running=False):
-    """One view through its own layers, as CTM's ContextualInferenceNetwork computes it."""
+    """One view through its own layers, as CTM's ContextualInferenceNetwork computes it (with
+    ``posterior_norm="ctm"``), or with batch norm on mu only and a bias on log sigma^2
+    (``"mean"``), or biases on both (``"none"``)."""
     h = F.softplus(x @ net.input_weight[view].t() + net.input_bias[view])
     for weight, bias in zip(net.hidden_weight, net.hidden_bias):
         h = F.softplus(h @ weight[view].t() + bias[view])
     out = h @ net.posterior_weight[view].t()  # no bias: the batch norm would remove it
-    width = 2 * K
+    norm = net.posterior_norm
+    if norm == "none":
+        return out[:, :K] + net.mu_bias[view], out[:, K:] + net.logvar_bias[view]
+    width = 2 * K if norm == "ctm" else K
+    normalised = out[:, :width]
     if running:
         mean = net.posterior_running_mean[view * width:(view + 1) * width]
         var = net.posterior_running_var[view * width:(view + 1) * width]
     else:
-        mean, var = out.mean(0), out.var(0, unbiased=False)
-    out = (out - mean) / torch.sqrt(var + 1e-5)
-    return out[:, :K], out[:, K:]
+        mean, var = normalised.mean(0), normalised.var(0, unbiased=False)
+    normalised = (normalised - mean) / torch.sqrt(var + 1e-5)
+    if norm == "ctm":
+        return normalised[:, :K], normalised[:, K:]
+    return normalised, out[:, K:] + net.logvar_bias[view]
+
+
+@pytest.mark.parametrize("posterior_norm", ["ctm", "mean", "none"])
+def test_each_posterior_norm_by_hand_with_missing_views(posterior_norm):
+    net = network(posterior_norm=posterior_norm)
+    xs = [torch.randn(8, d) for d in SIZES]
+    present = torch.ones(3, 8, dtype=torch.bool)
+    present[2, [0, 3, 4]] = False
+    mu, logvar = net.posteriors(xs, present)
+    for v in range(3):
+        rows = present[v].nonzero().squeeze(1)
+        want_mu, want_logvar = by_hand(net, v, xs[v][rows])
+        torch.testing.assert_close(mu[v, rows], want_mu, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(logvar[v, rows], want_logvar, rtol=1e-5, atol=1e-5)
+    net.eval()
+    for v in range(3):
+        mu, logvar = net.posterior(v, xs[v])
+        want_mu, want_logvar = by_hand(net, v, xs[v], running=True)
+        torch.testing.assert_close(mu, want_mu, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(logvar, want_logvar, rtol=1e-5, atol=1e-5)
+    names = dict(net.named_parameters())
+    assert ("mu_bias" in names) == (posterior_norm == "none")
+    assert ("logvar_bias" in names) == (posterior_norm != "ctm")
+    with pytest.raises(ValueError, match="posterior_norm must be one of"):
+        network(posterior_norm="batch")
 
 
 @pytest.mark.parametrize("hidden_sizes", [(10,), (10, 8)])
