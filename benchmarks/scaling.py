@@ -8,6 +8,14 @@ batch (no dense bag-of-words matrix is ever built).
 
     python benchmarks/scaling.py                        # 1k, 10k, 100k, 1M tuples; 2-8 views
     python benchmarks/scaling.py --tuples 1000 10000 --views 2 3
+    python benchmarks/scaling.py --pipeline 10000 100000 --images ../shared/data/multi30k/images
+
+``--pipeline N...``: the whole pipeline, raw rows -> fitted model, for N synthetic tuples (two
+languages of Zipf-distributed words as texts, and an image path per tuple cycling over the
+real JPEG files in ``--images``), with fast callable encoders (a hashed random projection of
+each text's words; each photo's header read and its file hashed), so the figures show the
+package's own cost per stage: reading rows, preparing (tokenising, vocabularies, bags of
+words, image checks, encoding), one training epoch, inference; time and peak memory.
 """
 import argparse
 import gc
@@ -65,8 +73,70 @@ def epoch_seconds(data: MultiViewDataset, batch_size: int, device: str) -> float
     return time.perf_counter() - start, model
 
 
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pipeline(n: int, images: list[str], seed: int = 0) -> None:
+    """Raw rows -> prepared data -> fitted model -> topic distributions, timed per stage."""
+    import hashlib
+
+    from ctm_m3l import M3LDataPreparation
+
+    rng = np.random.default_rng(seed)
+    words = np.array([f"w{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676)}" for i in range(VOCABULARY)])
+    ranks = np.arange(1, VOCABULARY + 1)
+    zipf = (1 / ranks) / (1 / ranks).sum()
+    stages = []
+
+    def stage(name, start, extra=""):
+        stages.append((name, time.perf_counter() - start, rss_mib(), peak_mib(), extra))
+
+    start = time.perf_counter()
+    rows = [{"id": i, "en": " ".join(words[rng.choice(VOCABULARY, TOKENS_PER_TEXT, p=zipf)]),
+             "de": " ".join(words[rng.choice(VOCABULARY, TOKENS_PER_TEXT, p=zipf)]),
+             "image": images[i % len(images)]} for i in range(n)]
+    stage("rows", start)
+    projection = np.random.default_rng(1).standard_normal((4096, 384)).astype(np.float32)
+
+    def text_encoder(texts):
+        out = np.zeros((len(texts), 384), np.float32)
+        for i, text in enumerate(texts):
+            buckets = [int.from_bytes(hashlib.blake2b(w.encode(), digest_size=4).digest(), "little") % 4096
+                       for w in text.split()]
+            out[i] = projection[buckets].mean(0)
+        return out
+
+    def image_encoder(paths):
+        out = np.zeros((len(paths), 64), np.float32)
+        for i, path in enumerate(paths):
+            with open(path, "rb") as fh:
+                out[i] = np.frombuffer(hashlib.sha512(fh.read()).digest(), dtype=np.uint8)[:64] / 255.0
+        return out
+
+    prep = M3LDataPreparation([TextView("en", encoder=text_encoder, stopwords=None),
+                               TextView("de", encoder=text_encoder, stopwords=None),
+                               ImageView("image", encoder=image_encoder)])
+    start = time.perf_counter()
+    data = prep.fit(rows)
+    stage("prepare (tokenise, vocabularies, BoW, image headers, encode)", start, f"{data}")
+    start = time.perf_counter()
+    seconds, model = epoch_seconds(data, 64, "cpu")  # after a warm-up fit on 2,000 tuples
+    stage("train one epoch (+ warm-up)", start, f"epoch {seconds:.1f} s, {n / seconds:,.0f} tuples/s")
+    start = time.perf_counter()
+    theta = model.get_thetas(data, view="image")
+    stage("get_thetas (image view)", start, f"{len(theta) / (time.perf_counter() - start):,.0f} items/s")
+    print(f"\nwhole pipeline, {n:,} tuples: stage | seconds | RSS after MiB | peak RSS so far MiB")
+    for name, seconds, rss, peak, extra in stages:
+        print(f"  {name} | {seconds:.1f} | {rss:,.0f} | {peak:,.0f}" + (f" | {extra}" if extra else ""), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--pipeline", type=int, nargs="+", default=None,
+                        help="only the whole pipeline, for these numbers of tuples")
+    parser.add_argument("--images", default="../shared/data/multi30k/images",
+                        help="folder of JPEG files the pipeline's image paths cycle over")
     parser.add_argument("--tuples", type=int, nargs="+", default=[1000, 10000, 100000, 1000000])
     parser.add_argument("--views", type=int, nargs="+", default=[2, 3, 5, 8])
     parser.add_argument("--views-tuples", type=int, default=10000)
@@ -74,6 +144,15 @@ def main():
     parser.add_argument("--inference-items", type=int, default=100000)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    if args.pipeline:
+        from pathlib import Path
+
+        images = sorted(str(p) for p in Path(args.images).glob("*.jpg"))
+        if not images:
+            parser.error(f"no .jpg files in {args.images}")
+        for n in args.pipeline:
+            pipeline(n, images)
+        return
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, batch {args.batch_size}, 100 topics")
 
     print("\n3 views (2 languages + 1 image): tuples | build s | epoch s | tuples/s | RSS after MiB | dense BoW would be MiB")

@@ -29,6 +29,7 @@ VARIANTS = {
     "mu-only norm, InfoNCE summed": {"posterior_norm": "mean", "contrastive_reduction": "sum"},
     "mu-only norm, InfoNCE summed, prior KL": {"posterior_norm": "mean", "contrastive_reduction": "sum",
                                                "loss_weights": {"prior_kl": 1.0}},
+    "mu-only norm, prior KL": {"posterior_norm": "mean", "loss_weights": {"prior_kl": 1.0}},
     "no norm, InfoNCE summed": {"posterior_norm": "none", "contrastive_reduction": "sum"},
 }
 KEYS = [("mrr_en_image", "MRR en->photo"), ("mrr_en_de", "MRR en->de"), ("uap_en_image", "UAP en->photo"),

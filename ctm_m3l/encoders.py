@@ -60,8 +60,10 @@ def _open_image(item: Any):
         if path.stat().st_size == 0:
             raise OSError("file is empty (0 bytes)")
         with open(path, "rb") as fh:
-            data = fh.read()
-        image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(fh.read()))
+        reason = _bomb_reason(*image.size)
+        if reason:
+            raise OSError(reason)
         image.load()  # decode now: truncated files fail here, not later in a batch
     if image.mode != "RGB":
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -73,6 +75,87 @@ def _open_image(item: Any):
         else:
             image = image.convert("RGB")
     return image
+
+
+def _bomb_reason(width: int, height: int) -> str | None:
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        return (f"decompression bomb: {width}x{height} = {width * height} pixels, above Pillow's limit "
+                f"PIL.Image.MAX_IMAGE_PIXELS ({limit}); raise that limit if you trust the file")
+    return None
+
+
+def check_images(items: Sequence[Any], rows: Sequence[int] | None = None) -> list[tuple[int, str, str]]:
+    """``(row, path, reason)`` of every item that is not a readable image, from the files'
+    headers (no pixels decoded): missing, empty, not an image, or larger than Pillow's
+    decompression-bomb limit.  Truncated pixel data shows only when decoding."""
+    import warnings
+
+    from PIL import Image
+
+    bad = []
+    rows = list(range(len(items))) if rows is None else rows
+    for row, item in zip(rows, items):
+        if isinstance(item, Image.Image):
+            continue
+        path = Path(item)
+        try:
+            if not path.exists():
+                raise OSError("file not found")
+            if path.stat().st_size == 0:
+                raise OSError("file is empty (0 bytes)")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as image:  # reads the header only
+                    reason = _bomb_reason(*image.size)
+            if reason:
+                raise OSError(reason)
+        except Image.DecompressionBombError as err:
+            bad.append((row, str(item), f"decompression bomb: {err}"))
+        except (OSError, ValueError, SyntaxError) as err:
+            reason = str(err) or type(err).__name__
+            if "cannot identify image file" in reason:
+                reason = "not an image file"
+            bad.append((row, str(item), reason))
+    return bad
+
+
+def decoded_batches(items: Sequence[Any], batch_size: int, num_workers: int | None = None,
+                    prepare: Callable[[Any], Any] | None = None):
+    """``(positions, prepared images)`` a batch at a time: files are opened, decoded to RGB and
+    passed through ``prepare`` (e.g. resized and made a tensor) by ``num_workers`` threads
+    (Pillow decodes without the GIL), so memory holds one batch, not the corpus.  Items that
+    cannot be decoded are left out of their batch; after the last batch an
+    :class:`ImageLoadError` lists all of them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    workers = max(1, num_workers if num_workers is not None else min(4, os.cpu_count() or 1))
+    bad = []
+
+    def one(item):
+        try:
+            image = _open_image(item)
+            return prepare(image) if prepare is not None else image
+        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:
+            return err
+
+    with ThreadPoolExecutor(workers) as pool:
+        for start in range(0, len(items), batch_size):
+            positions, prepared = [], []
+            for offset, out in enumerate(pool.map(one, items[start:start + batch_size])):
+                if isinstance(out, BaseException):
+                    bad.append((start + offset, str(items[start + offset]), str(out) or type(out).__name__))
+                else:
+                    positions.append(start + offset)
+                    prepared.append(out)
+            if prepared:
+                yield positions, prepared
+    if bad:
+        raise ImageLoadError("?", bad)
 
 
 def load_images(items: Sequence[Any], rows: Sequence[int] | None = None):
@@ -208,28 +291,39 @@ def _efficientnet_lite0(device: str | None):
 _IMAGE_PREPROCESSING = "RGB, resize 256, centre crop 224, ImageNet mean/std"
 
 
-def _image_tensor(images):
-    """Standard ImageNet preprocessing: resize 256, centre crop 224, normalise."""
+def _image_transform():
+    """Standard ImageNet preprocessing of one RGB image: resize 256, centre crop 224, normalise."""
     from torchvision import transforms
 
-    transform = transforms.Compose([
+    return transforms.Compose([
         transforms.Resize(256),
         transforms.CenterCrop(224),
         transforms.ToTensor(),
         transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
     ])
-    import torch
-
-    return torch.stack([transform(im) for im in images])
 
 
 def get_encoder(spec: Any, kind: str, device: str | None = None, batch_size: int = 32,
-                max_seq_length: int | None = 128, show_progress_bar: bool = False) -> Encoder:
-    """Build the encoder for ``spec`` (see the module docstring); ``kind`` is "text" or "image"."""
+                max_seq_length: int | None = 128, show_progress_bar: bool = False,
+                num_workers: int | None = None, backend: str = "torch",
+                export_dir: str | os.PathLike | None = None) -> Encoder:
+    """Build the encoder for ``spec`` (see the module docstring); ``kind`` is "text" or "image".
+
+    ``num_workers``: threads decoding images (default: up to 4, one per core).  ``backend``:
+    ``"torch"``, or ``"openvino"`` on CPU for the offline encoders and sentence-transformers
+    text models of a Transformer, a Pooling and a Normalize module (:mod:`ctm_m3l.backends`;
+    converted once and kept in ``export_dir``)."""
+    from .backends import BACKENDS
     from .views import Withheld
 
     if isinstance(spec, Withheld):
         spec.fail()
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "torch" and (callable(spec) and not isinstance(spec, str)):
+        raise ValueError(f"backend={backend!r} runs model names and offline: encoders; a callable runs itself")
+    if backend != "torch" and device not in (None, "cpu"):
+        raise ValueError(f"backend={backend!r} runs on the CPU; with device={device!r} use backend='torch'")
     if callable(spec) and not isinstance(spec, str):
         name = getattr(spec, "__qualname__", None) or type(spec).__name__
         return Encoder(f"callable:{name}", spec, kind)
@@ -245,48 +339,84 @@ def get_encoder(spec: Any, kind: str, device: str | None = None, batch_size: int
         if kind != "text":
             raise ValueError("offline:minilm encodes texts only; for images use offline:efficientnet-lite0")
         spec_path = str(get_model_path())
-        model = _sentence_transformer(spec_path, device, max_seq_length)
-        return Encoder(spec, lambda items: model.encode(
-            list(items), batch_size=batch_size, show_progress_bar=show_progress_bar,
-            convert_to_numpy=True), kind, _st_settings(model, spec_path))
+        model = _sentence_transformer(spec_path, "cpu" if backend != "torch" else device, max_seq_length)
+        return _text_encoder(spec, model, spec_path, batch_size, show_progress_bar, backend, export_dir)
     if spec == "offline:efficientnet-lite0":
         if kind != "image":
             raise ValueError("offline:efficientnet-lite0 encodes images only; for texts use offline:minilm")
-        model, dev = _efficientnet_lite0(device)
+        import torch
+
+        model, dev = _efficientnet_lite0("cpu" if backend != "torch" else device)
+        transform = _image_transform()
+        features = _pooled_features(model)
+        if backend == "openvino":
+            from .backends import openvino_network
+
+            network = openvino_network(features, (3, 224, 224), export_dir)
+        else:
+            def network(batch):
+                return features(batch.to(dev, memory_format=torch.channels_last)).float().cpu().numpy()
 
         def encode_images(items):
-            import torch
             from tqdm.auto import tqdm
 
-            images, bad = load_images(items)
-            if bad:
-                raise ImageLoadError("?", bad)
             chunks = []
-            starts = range(0, len(images), batch_size)
+            batches = decoded_batches(items, batch_size, num_workers, prepare=transform)
             with torch.inference_mode():
-                for start in tqdm(starts, disable=not show_progress_bar, desc="images"):
-                    batch = _image_tensor(images[start:start + batch_size]).to(
-                        dev, memory_format=torch.channels_last)
-                    features = model.extract_features(batch)
-                    chunks.append(features.mean(dim=(2, 3)).float().cpu().numpy())
+                for _, tensors in tqdm(batches, total=-(-len(items) // batch_size), disable=not show_progress_bar,
+                                       desc="images"):
+                    chunks.append(network(torch.stack(tensors)))
             return np.concatenate(chunks) if chunks else np.zeros((0, 1280), np.float32)
 
-        return Encoder(spec, encode_images, kind, {"preprocessing": _IMAGE_PREPROCESSING,
+        return Encoder(spec, encode_images, kind, {"preprocessing": _IMAGE_PREPROCESSING, "backend": backend,
+                                                   "precision": getattr(network, "precision", "f32"),
                                                    "features": "mean-pooled extract_features"})
     if spec.startswith("offline:"):
         raise ValueError(f"unknown offline encoder {spec!r}; available: {', '.join(OFFLINE_ENCODERS)}")
-    model = _sentence_transformer(spec, device, max_seq_length if kind == "text" else None)
+    model = _sentence_transformer(spec, "cpu" if backend != "torch" else device,
+                                  max_seq_length if kind == "text" else None)
+    if kind == "text":
+        return _text_encoder(spec, model, spec, batch_size, show_progress_bar, backend, export_dir)
+    if backend != "torch":
+        raise ValueError(f"backend={backend!r} runs text models and offline:efficientnet-lite0; image model "
+                         f"{spec!r} runs with backend='torch'")
 
-    def encode_st(items):
-        if kind == "image":
-            images, bad = load_images(items)
-            if bad:
-                raise ImageLoadError("?", bad)
-            items = images
-        return model.encode(list(items), batch_size=batch_size,
-                            show_progress_bar=show_progress_bar, convert_to_numpy=True)
+    def encode_images(items):
+        # A batch of decoded images at a time, never the whole corpus.
+        parts = [model.encode(images, batch_size=batch_size, convert_to_numpy=True)
+                 for _, images in decoded_batches(items, batch_size, num_workers)]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
-    return Encoder(spec, encode_st, kind, _st_settings(model, spec))
+    return Encoder(spec, encode_images, kind, _st_settings(model, spec))
+
+
+def _text_encoder(spec: str, model, path: str, batch_size: int, show_progress_bar: bool, backend: str,
+                  export_dir) -> Encoder:
+    if backend == "openvino":
+        from .backends import openvino_text
+
+        function = openvino_text(model, batch_size, export_dir)
+    else:
+        def function(items):
+            return model.encode(list(items), batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                convert_to_numpy=True)
+    return Encoder(spec, function, "text", {**_st_settings(model, path), "backend": backend,
+                                            "precision": getattr(function, "precision", "torch default")})
+
+
+def _pooled_features(model):
+    """EfficientNet-Lite0's last feature map averaged over positions, as a module: ``(n, 1280)``."""
+    import torch
+
+    class PooledFeatures(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner.extract_features(x).mean(dim=(2, 3))
+
+    return PooledFeatures(model)
 
 
 def _st_settings(model, spec: str) -> dict:
@@ -307,80 +437,92 @@ def folder_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def content_key(encoder: Encoder, items: Sequence[Any]) -> str:
-    """A cache key from the encoder, every setting that changes its output, and the items'
-    content (file bytes for images)."""
+def item_digest(item: Any, kind: str) -> bytes:
+    """SHA-256 of an item's content: a text's UTF-8, an image file's bytes, a PIL image's pixels."""
+    if hasattr(item, "tobytes"):
+        return hashlib.sha256(f"{getattr(item, 'mode', '')}{getattr(item, 'size', '')}".encode()
+                              + item.tobytes()).digest()
+    if kind == "image":
+        digest = hashlib.sha256()
+        with open(item, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.digest()
+    return hashlib.sha256(str(item).encode("utf-8")).digest()
+
+
+def encoder_fingerprint(encoder: Encoder) -> bytes:
+    """A digest of the encoder's name, kind and every setting that changes its output."""
     import json
 
-    digest = hashlib.sha256()
     settings = json.dumps(encoder.settings, sort_keys=True, default=str)
-    digest.update(f"{encoder.name}\0{encoder.kind}\0{settings}\0{len(items)}\0".encode())
-    for item in items:
-        if encoder.kind == "image" and not hasattr(item, "tobytes"):
-            with open(item, "rb") as fh:
-                digest.update(hashlib.sha256(fh.read()).digest())
-        elif hasattr(item, "tobytes"):
-            digest.update(hashlib.sha256(item.tobytes()).digest())
-        else:
-            digest.update(hashlib.sha256(str(item).encode("utf-8")).digest())
-    return digest.hexdigest()
+    return hashlib.sha256(f"{encoder.name}\0{encoder.kind}\0{settings}".encode()).digest()
 
 
-_CACHE_FORMAT = "ctm-m3l-embeddings"
+def cache_keys(encoder: Encoder, items: Sequence[Any]) -> list[str]:
+    """One cache key per item: the encoder's fingerprint and the item's content."""
+    fingerprint = encoder_fingerprint(encoder)
+    return [hashlib.sha256(fingerprint + item_digest(item, encoder.kind)).hexdigest() for item in items]
 
 
-def _read_cache_entry(path: Path, key: str, n_items: int, dim: int | None) -> np.ndarray:
-    """The embeddings cached at ``path``; ``ValueError`` saying what is wrong with the entry."""
-    from safetensors import SafetensorError, safe_open
-
+def _process_share() -> tuple[int, int]:
+    """``(rank, world size)`` under torchrun (its environment variables), else ``(0, 1)``."""
     try:
-        with safe_open(str(path), framework="numpy") as fh:
-            metadata = fh.metadata() or {}
-            array = fh.get_tensor("embeddings")
-    except (SafetensorError, OSError, KeyError) as err:
-        raise ValueError(f"not a readable cache entry ({err})") from None
-    if metadata.get("format") != _CACHE_FORMAT or metadata.get("key") != key:
-        raise ValueError("it holds the embeddings of other items or another encoder")
-    if array.dtype != np.float32 or array.ndim != 2 or array.shape[0] != n_items:
-        raise ValueError(f"it holds a {array.dtype} array of shape {array.shape}, not ({n_items}, d) float32")
-    if dim is not None and array.shape[1] != dim:
-        raise ValueError(f"it holds {array.shape[1]}-d embeddings, the view has {dim}-d ones")
-    if hashlib.sha256(array.tobytes()).hexdigest() != metadata.get("sha256"):
-        raise ValueError("its numbers do not match its checksum")
-    if not np.isfinite(array).all():
-        raise ValueError("it holds NaN or infinity")
-    return array
+        return int(os.environ.get("RANK", 0)), max(1, int(os.environ.get("WORLD_SIZE", 1)))
+    except ValueError:
+        return 0, 1
 
 
 def encode_cached(encoder: Encoder, items: list, view: str, cache_dir: str | os.PathLike | None,
-                  key_items: list | None = None, dim: int | None = None) -> np.ndarray:
-    """``encoder.encode(items)``, read from / written to ``cache_dir`` when given.
+                  key_items: list | None = None, dim: int | None = None, chunk_size: int = 256,
+                  wait_seconds: float = 3600.0) -> np.ndarray:
+    """``encoder.encode(items)``, one cached entry per item in ``cache_dir`` when given.
 
-    ``key_items`` (default ``items``) are what the cache key hashes: file paths when
-    ``items`` are already-opened images.  ``dim``: the width the view's embeddings must
-    have, when known.  An entry that is damaged, truncated, of another shape or of other
-    items is encoded again, with a warning; never returned.
+    Items already in the cache are read, the others encoded ``chunk_size`` at a time and
+    stored as each chunk finishes, so a killed run keeps all but the chunk in flight.  Under
+    torchrun (``RANK``/``WORLD_SIZE`` set) every process encodes its share of the missing
+    items and then waits for the others' (up to ``wait_seconds`` without progress), so N
+    processes encode N times faster instead of N times over.
+
+    ``key_items`` (default ``items``) are what the keys hash (file paths for images).
+    ``dim``: the width the view's embeddings must have, when known.  A damaged entry, or one
+    of another width, is encoded again with a warning; never returned.
     """
+    import time
     import warnings
 
-    from safetensors.numpy import save_file
-
-    from .persistence import write_atomic
+    from .cache import EmbeddingStore
 
     if cache_dir is None or encoder.name.startswith("callable:"):
         return encoder.encode(items, view)
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    key = content_key(encoder, items if key_items is None else key_items)
-    path = cache_dir / f"{key}.safetensors"
-    if path.exists():
-        try:
-            return _read_cache_entry(path, key, len(items), dim)
-        except ValueError as err:
-            warnings.warn(f"view {view!r}: the cached embeddings {path} are not usable ({err}); encoding the "
-                          f"{len(items)} items again", stacklevel=3)
-    out = np.ascontiguousarray(encoder.encode(items, view), dtype=np.float32)
-    metadata = {"format": _CACHE_FORMAT, "key": key, "encoder": encoder.name,
-                "sha256": hashlib.sha256(out.tobytes()).hexdigest()}
-    write_atomic(path, lambda tmp: save_file({"embeddings": out}, str(tmp), metadata=metadata))
-    return out
+    keys = cache_keys(encoder, items if key_items is None else key_items)
+    with EmbeddingStore(cache_dir) as store:
+        found, damaged = store.get(keys, dim)
+        if damaged:
+            warnings.warn(f"view {view!r}: {len(damaged)} cached embedding(s) in {store.path} are damaged or of "
+                          f"another width; encoding those items again", stacklevel=3)
+        missing = [i for i, key in enumerate(keys) if key not in found]
+        rank, world = _process_share()
+        mine = missing[rank::world]
+        for start in range(0, len(mine), chunk_size):
+            part = mine[start:start + chunk_size]
+            vectors = encoder.encode([items[i] for i in part], view)
+            store.put((keys[i], vector) for i, vector in zip(part, vectors))
+            found.update((keys[i], vector) for i, vector in zip(part, vectors))
+        others = [keys[i] for i in missing if keys[i] not in found]
+        waited, last = time.monotonic(), len(others)
+        while others:
+            time.sleep(0.5)
+            more, _ = store.get(others, dim)
+            found.update(more)
+            others = [key for key in others if key not in found]
+            if len(others) < last:
+                waited, last = time.monotonic(), len(others)
+            elif time.monotonic() - waited > wait_seconds:
+                raise TimeoutError(f"view {view!r}: waited {wait_seconds:.0f} s for the other processes (WORLD_SIZE="
+                                   f"{world}) to cache {len(others)} embeddings in {store.path}; did one fail?")
+    widths = {found[key].shape[0] for key in keys}
+    if len(widths) > 1:
+        raise ValueError(f"view {view!r}: the cache {Path(cache_dir)} holds embeddings of widths {sorted(widths)} "
+                         "for one encoder; delete it and encode again")
+    return np.stack([found[key] for key in keys]) if keys else np.zeros((0, dim or 0), np.float32)

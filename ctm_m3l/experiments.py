@@ -66,13 +66,19 @@ def m3l_loss_label(options: dict | None = None) -> str:
             f"+s{w['contrastive']:g}({model.similarity},tau{model.temperature:g})")
 
 
-def _prepare(root, config: ReproduceConfig, combo, cache_dir, device):
+def _prepare(root, config: ReproduceConfig, combo, cache_dir, device, words_only: bool = False):
+    """Multi30k prepared for the runs of one encoder combination; ``words_only`` when none of
+    them reads embeddings (PLTM): then no encoder runs."""
     en, de, image = combo
     prep = M3LDataPreparation([TextView("en", encoder=en), TextView("de", encoder=de),
                                ImageView("image", encoder=image)], cache_dir=cache_dir, device=device)
-    train = prep.fit(load_multi30k("train", root=root, limit=config.n_train))
-    test = prep.transform(load_multi30k("val", root=root, limit=config.n_test))
+    train = prep.fit(load_multi30k("train", root=root, limit=config.n_train), words_only=words_only)
+    test = prep.transform(load_multi30k("val", root=root, limit=config.n_test), words_only=words_only)
     return prep, train, test
+
+
+def _words_only(todo, combo) -> bool:
+    return all(run.system == "pltm" for run in todo if run.combo == combo)
 
 
 def run_system(name, views, train, test, n_components, num_epochs, seed, batch_size=None, device=None,
@@ -473,7 +479,8 @@ def _run_serially(todo, config, root, cache_dir, device, log, torch_compile: boo
     for number, run in enumerate(todo, 1):
         if run.combo not in prepared:
             log(f"encoders {config.encoder_combos[run.combo]}: preparing data")
-            prepared = {run.combo: _prepare(root, config, config.encoder_combos[run.combo], cache_dir, device)}
+            prepared = {run.combo: _prepare(root, config, config.encoder_combos[run.combo], cache_dir, device,
+                                            words_only=_words_only(todo, run.combo))}
         prep, train, test = prepared[run.combo]
         log(f"[{number}/{len(todo)}] {run.system} on {_describe(run)}")
         yield run, _train_and_evaluate(run, config, prep.views, train, test, device, torch_compile, checkpoints, log)
@@ -510,7 +517,8 @@ def _run_in_parallel(todo, config, root, cache_dir, device, jobs: int, log, torc
         data_paths = {}
         for combo in dict.fromkeys(run.combo for run in todo):
             log(f"encoders {config.encoder_combos[combo]}: preparing data")
-            prep, train, test = _prepare(root, config, config.encoder_combos[combo], cache_dir, device)
+            prep, train, test = _prepare(root, config, config.encoder_combos[combo], cache_dir, device,
+                                         words_only=_words_only(todo, combo))
             data_paths[combo] = str(Path(scratch) / f"data{combo}.pickle")
             with open(data_paths[combo], "wb") as handle:
                 pickle.dump((prep.views, train, test), handle, protocol=pickle.HIGHEST_PROTOCOL)

@@ -1,5 +1,6 @@
 """Real offline encoders on real Multi30k texts and photos; image files that cannot be read."""
 import time
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -123,7 +124,7 @@ def test_text_and_image_views_encode_themselves(val_rows):
 def test_disk_cache_skips_re_encoding(tmp_path, minilm):
     texts = ["Ein Hund rennt über die Wiese.", "Zwei Kinder spielen am Strand."]
     first = encode_cached(minilm, texts, "de", tmp_path)
-    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+    assert [p.name for p in tmp_path.glob("*.sqlite")] == ["embeddings.sqlite"]
     original = minilm._fn
     minilm._fn = lambda items: (_ for _ in ()).throw(AssertionError("re-encoded despite the cache"))
     try:
@@ -192,50 +193,60 @@ def test_clip_encodes_texts_and_images_in_one_space(tiny_clip, val_rows):
     assert all(np.isfinite(v).all() for v in data.embeddings.values())
 
 
-def _cache_entry(folder):
-    entries = list(folder.glob("*.safetensors"))
-    assert len(entries) == 1
-    return entries[0]
+class Counting:
+    """Wraps an encoder's function and counts the items it is asked to encode."""
+
+    def __init__(self, encoder):
+        self.encoder, self.original, self.items = encoder, encoder._fn, 0
+
+    def __enter__(self):
+        def counted(items):
+            self.items += len(items)
+            return self.original(items)
+        self.encoder._fn = counted
+        return self
+
+    def __exit__(self, *exc):
+        self.encoder._fn = self.original
 
 
-def test_a_cache_entry_that_is_damaged_or_of_other_items_is_encoded_again(tmp_path, minilm):
-    texts = ["Ein Hund rennt über die Wiese.", "Zwei Kinder spielen am Strand."]
-    others = ["Eine Frau liest ein Buch.", "Ein Mann fährt Fahrrad."]
-    first = encode_cached(minilm, texts, "de", tmp_path / "a")
-    entry = _cache_entry(tmp_path / "a")
-    encode_cached(minilm, others, "de", tmp_path / "b")
-    good = entry.read_bytes()
-    from safetensors.numpy import save_file
+def test_a_grown_corpus_encodes_only_its_new_items(tmp_path, minilm, val_rows):
+    texts = [r["en"] for r in val_rows]
+    with Counting(minilm) as count:
+        first = encode_cached(minilm, texts[:8], "en", tmp_path, chunk_size=3)
+        assert count.items == 8
+        grown = encode_cached(minilm, texts, "en", tmp_path, chunk_size=3)
+        assert count.items == 8 + len(texts) - 8  # only the new ones
+    assert np.array_equal(grown[:8], first)
+    np.testing.assert_allclose(grown, minilm.encode(texts), atol=1e-5)
 
-    damages = {
-        "other items, same count": _cache_entry(tmp_path / "b").read_bytes(),
-        "truncated": good[: len(good) // 2],
-        "empty": b"",
-        "garbage": b"\x00garbage" * 40,
-        "one flipped bit": good[:-3] + bytes([good[-3] ^ 4]) + good[-2:],
-    }
-    for case, blob in damages.items():
-        entry.write_bytes(blob)
-        with pytest.warns(UserWarning, match=r"view 'de': the cached embeddings .* are not usable"):
-            again = encode_cached(minilm, texts, "de", tmp_path / "a")
-        assert np.array_equal(again, first), case
-        # Written again, whole: the next call reads it without encoding.
-        from ctm_m3l.encoders import _read_cache_entry, content_key
 
-        assert np.array_equal(_read_cache_entry(entry, content_key(minilm, texts), 2, 384), first), case
-    # A well-formed entry of another width under this key (10-d).
-    import hashlib
-    import json
+def test_damaged_cache_entries_are_encoded_again(tmp_path, minilm):
+    import sqlite3
 
-    from safetensors import safe_open
-
-    with safe_open(str(entry), framework="numpy") as fh:
-        metadata = fh.metadata()
-    narrow = np.ones((2, 10), dtype=np.float32)
-    save_file({"embeddings": narrow}, str(entry), metadata={**metadata, "sha256": hashlib.sha256(narrow.tobytes()).hexdigest()})
-    with pytest.warns(UserWarning, match="holds 10-d embeddings, the view has 384-d ones"):
-        assert np.array_equal(encode_cached(minilm, texts, "de", tmp_path / "a", dim=384), first)
-    assert json.loads(json.dumps(metadata))["encoder"] == "offline:minilm"
+    texts = ["Ein Hund rennt über die Wiese.", "Zwei Kinder spielen am Strand.", "Eine Frau liest."]
+    first = encode_cached(minilm, texts, "de", tmp_path)
+    db = tmp_path / "embeddings.sqlite"
+    with closing(sqlite3.connect(db)) as connection, connection:
+        keys = [k for (k,) in connection.execute("SELECT key FROM embeddings ORDER BY key")]
+        blob = connection.execute("SELECT vector FROM embeddings WHERE key = ?", (keys[0],)).fetchone()[0]
+        flipped = bytes([blob[0] ^ 8]) + blob[1:]
+        connection.execute("UPDATE embeddings SET vector = ? WHERE key = ?", (flipped, keys[0]))  # one bit
+        connection.execute("UPDATE embeddings SET vector = ? WHERE key = ?", (blob[:100], keys[1]))  # truncated
+        narrow = np.ones(10, np.float32).tobytes()  # well formed, 10-d
+        import hashlib
+        connection.execute("UPDATE embeddings SET vector = ?, dim = 10, sha256 = ? WHERE key = ?",
+                           (narrow, hashlib.sha256(narrow).hexdigest(), keys[2]))
+    with Counting(minilm) as count, pytest.warns(UserWarning, match=r"3 cached embedding\(s\) .* are damaged"):
+        again = encode_cached(minilm, texts, "de", tmp_path, dim=384)
+    assert count.items == 3
+    np.testing.assert_allclose(again, first, atol=1e-6)
+    with Counting(minilm) as count:
+        assert np.array_equal(encode_cached(minilm, texts, "de", tmp_path), again) and count.items == 0
+    db.write_bytes(b"garbage, not a database" * 100)
+    with pytest.warns(UserWarning, match="is not a readable embedding cache"):
+        np.testing.assert_allclose(encode_cached(minilm, texts, "de", tmp_path), first, atol=1e-6)
+    assert len(list(tmp_path.glob("embeddings.sqlite.unreadable-*"))) == 1  # set aside, not deleted
 
 
 def test_the_cache_keys_on_the_sequence_length(tmp_path):
@@ -244,6 +255,35 @@ def test_the_cache_keys_on_the_sequence_length(tmp_path):
     text = ["Ein kleiner brauner Hund rennt mit einem roten Ball im Maul über eine große grüne Wiese im Park."]
     a = encode_cached(short, text, "de", tmp_path)
     b = encode_cached(full, text, "de", tmp_path)
-    assert len(list(tmp_path.glob("*.safetensors"))) == 2
+    import sqlite3
+
+    with closing(sqlite3.connect(tmp_path / "embeddings.sqlite")) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 2
     assert not np.allclose(a, b, atol=1e-3)
     assert np.allclose(b, full.encode(text), atol=1e-6)
+
+
+def test_the_openvino_backend_gives_the_torch_embeddings(tmp_path, val_rows, minilm, effnet):
+    pytest.importorskip("openvino")
+    texts = [r["en"] for r in val_rows]
+    fast = get_encoder("offline:minilm", "text", backend="openvino", export_dir=tmp_path, batch_size=5)
+    for items in (texts, texts[:1]):  # several lengths in a batch, and one text alone
+        a, b = minilm.encode(items), fast.encode(items)
+        assert min(cosine(x, y) for x, y in zip(a, b)) > 0.9999
+    paths = [r["image"] for r in val_rows]
+    fast_images = get_encoder("offline:efficientnet-lite0", "image", backend="openvino", export_dir=tmp_path,
+                              batch_size=4)
+    a, b = effnet.encode(paths), fast_images.encode(paths)
+    assert min(cosine(x, y) for x, y in zip(a, b)) > 0.9999
+    assert len(list((tmp_path / "openvino").glob("*.xml"))) == 2  # converted once, kept
+    # Another backend is another cache entry: their embeddings differ in the last digits.
+    encode_cached(minilm, texts[:2], "en", tmp_path / "cache")
+    encode_cached(fast, texts[:2], "en", tmp_path / "cache")
+    import sqlite3
+
+    with closing(sqlite3.connect(tmp_path / "cache" / "embeddings.sqlite")) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 4
+    with pytest.raises(ValueError, match="backend must be one of"):
+        get_encoder("offline:minilm", "text", backend="onnx")
+    with pytest.raises(ValueError, match="a callable runs itself"):
+        get_encoder(lambda items: np.zeros((len(items), 2)), "text", backend="openvino")
