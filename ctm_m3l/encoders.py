@@ -494,6 +494,10 @@ def encode_cached(encoder: Encoder, items: list, view: str, cache_dir: str | os.
     from .cache import EmbeddingStore
 
     if cache_dir is None or encoder.name.startswith("callable:"):
+        if _process_share()[1] > 1:
+            warnings.warn(f"view {view!r}: every one of the {_process_share()[1]} processes encodes all "
+                          f"{len(items)} items itself; give them one cache_dir (--cache-dir) to share the work",
+                          stacklevel=3)
         return encoder.encode(items, view)
     keys = cache_keys(encoder, items if key_items is None else key_items)
     with EmbeddingStore(cache_dir) as store:

@@ -175,3 +175,11 @@ def test_evaluate_pltm_never_loads_an_encoder(tmp_path, multi30k_dir, capsys):
     assert "mrr_en_de" in json.loads((tmp_path / "r.json").read_text())["metrics"]
     assert main(common + ["--model", "m3l"]) == 2
     assert "not in the local Hugging Face cache" in capsys.readouterr().err
+
+
+def test_reproduce_prepares_words_only_when_only_pltm_runs_are_left():
+    from ctm_m3l.experiments import _Run, _words_only
+
+    runs = [_Run("pltm", "text", 0, 100, None, 0), _Run("m3l", "text", 0, 100, None, 0),
+            _Run("pltm", "text", 1, 100, None, 0)]
+    assert not _words_only(runs, 0) and _words_only(runs, 1)
