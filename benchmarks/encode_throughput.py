@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ctm_m3l import load_multi30k
-from ctm_m3l.backends import openvino_text
+from ctm_m3l.backends import LastHiddenState, openvino_text
 from ctm_m3l.encoders import _image_transform, _sentence_transformer, decoded_batches, get_encoder
 
 
@@ -44,18 +44,9 @@ def onnx_int8_text(batch_size: int, folder: Path):
 
     model = SentenceTransformer(str(get_model_path()), device="cpu")
     tokenizer, network = model[0].tokenizer, model[0].auto_model.eval()
-
-    class Hidden(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
     example = tokenizer(["an example", "a longer example text"], padding=True, return_tensors="pt")
     fp32, int8 = folder / "minilm.onnx", folder / "minilm-int8.onnx"
-    torch.onnx.export(Hidden(network), (example["input_ids"], example["attention_mask"]), str(fp32),
+    torch.onnx.export(LastHiddenState(network), (example["input_ids"], example["attention_mask"]), str(fp32),
                       input_names=["input_ids", "attention_mask"], output_names=["hidden"], opset_version=17,
                       dynamic_axes={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"},
                                     "hidden": {0: "b", 1: "s"}}, dynamo=False)

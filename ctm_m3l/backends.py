@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-__all__ = ["BACKENDS", "openvino_text", "openvino_network"]
+__all__ = ["BACKENDS", "LastHiddenState", "openvino_text", "openvino_network"]
 
 BACKENDS = ("torch", "openvino")
 _F32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -87,12 +88,22 @@ def weights_key(module) -> str:
     return digest.hexdigest()
 
 
+class LastHiddenState(torch.nn.Module):
+    """A Hugging Face transformer as ``(input_ids, attention_mask) -> last hidden state``: the
+    part of a sentence-transformers text model that a backend runs."""
+
+    def __init__(self, transformer):
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, input_ids, attention_mask):
+        return self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
 def openvino_text(model, batch_size: int, export_dir=None, float32: bool = False) -> Callable[[list[str]], np.ndarray]:
     """A sentence-transformers model of a Transformer, a Pooling (mean or CLS) and an optional
     Normalize module, as ``texts -> (n, d)`` with its transformer run by OpenVINO (at the CPU's
     default precision, or ``float32``)."""
-    import torch
-
     modules = list(model)
     names = [type(m).__name__ for m in modules]
     pooling = getattr(modules[1], "pooling_mode", None) if len(modules) > 1 else None
@@ -103,18 +114,9 @@ def openvino_text(model, batch_size: int, export_dir=None, float32: bool = False
     transformer, normalise = modules[0], len(names) > 2
     tokenizer, network = transformer.tokenizer, transformer.auto_model.eval()
     max_length = model.max_seq_length
-
-    class Hidden(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
     example = tokenizer(["a short example", "and a second, longer example text"], padding=True,
                         return_tensors="pt")
-    compiled = _convert(Hidden(network), (example["input_ids"], example["attention_mask"]),
+    compiled = _convert(LastHiddenState(network), (example["input_ids"], example["attention_mask"]),
                         weights_key(network), export_dir, config=_F32 if float32 else None)
 
     def encode(texts: list[str]) -> np.ndarray:
@@ -143,8 +145,6 @@ def openvino_text(model, batch_size: int, export_dir=None, float32: bool = False
 
 def openvino_network(module, input_shape: tuple, export_dir=None) -> Callable[[np.ndarray], np.ndarray]:
     """A PyTorch network of one input (batch first, other sizes fixed) run by OpenVINO."""
-    import torch
-
     compiled = _convert(module.eval(), torch.zeros((1, *input_shape)), weights_key(module), export_dir,
                         inputs=[(-1, *input_shape)], config=_F32)
 
