@@ -727,7 +727,9 @@ class M3LTM(ZeroShotTM):
 
         Args:
             dataset: a :class:`MultiViewDataset` (e.g. ``prep.transform(texts, view="de")``).
-            n_samples: samples averaged per item (paper: 20).
+            n_samples: samples averaged per item (paper: 20); 0: no sampling, the proportions
+                at the posterior mean, ``softmax(mu)`` (deterministic, and as peaked as the
+                posterior's centre: averaging samples of a wide posterior flattens the mixture).
             view: which view; may be left out when the dataset has items in one view only.
             seed: seed of the sampling noise, for repeatable results; each view draws its
                 own noise from it (:func:`view_seed`), so the same seed for two views does not
@@ -739,7 +741,7 @@ class M3LTM(ZeroShotTM):
         self._check_fitted()
         if not isinstance(dataset, MultiViewDataset):
             raise TypeError(f"expected a MultiViewDataset, got {type(dataset).__name__}")
-        _check_int("n_samples", n_samples, 1)
+        _check_int("n_samples", n_samples, 0)
         view = self._resolve_view(dataset, view)
         self._check_compatible(dataset, "dataset")
         a = self.views.index(view)
@@ -759,8 +761,11 @@ class M3LTM(ZeroShotTM):
                 chunk = rows[s:s + batch_size]
                 x = torch.from_numpy(np.ascontiguousarray(embeddings[chunk], dtype=np.float32)).to(self.device)
                 mu, logvar = self.model.posterior(a, x)
-                eps = torch.randn((n_samples, *mu.shape), generator=generator, device=self.device)
-                theta = self.model.theta_from_noise(mu, logvar, eps).mean(dim=0)
+                if n_samples == 0:  # no sampling: the topic proportions at the posterior mean
+                    theta = torch.softmax(mu, dim=-1)
+                else:
+                    eps = torch.randn((n_samples, *mu.shape), generator=generator, device=self.device)
+                    theta = self.model.theta_from_noise(mu, logvar, eps).mean(dim=0)
                 out[chunk] = theta.double().cpu().numpy()
         out[rows] /= out[rows].sum(axis=1, keepdims=True)
         return out

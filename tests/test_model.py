@@ -379,3 +379,17 @@ def test_load_rejects_non_models_and_tampering(trained, tmp_path):
     resign(saved)
     with pytest.raises(ValueError, match="not an M3LTM config"):
         M3LTM.load(saved)
+
+
+def test_thetas_at_the_posterior_mean_without_sampling(trained):
+    _, _, test, model = trained
+    theta = model.get_thetas(test, view="de", n_samples=0)
+    model.model.eval()
+    with torch.no_grad():
+        mu, _ = model.model.posterior(1, torch.from_numpy(test.embeddings["de"]))
+    np.testing.assert_allclose(theta, torch.softmax(mu.double(), -1).numpy(), rtol=1e-6, atol=1e-7)
+    assert np.array_equal(theta, model.get_thetas(test, view="de", n_samples=0, seed=5))  # no noise at all
+    sampled = model.get_thetas(test, view="de", n_samples=20, seed=0)
+    assert theta.max(1).mean() > sampled.max(1).mean()  # averaged samples are flatter
+    with pytest.raises(ValueError, match="n_samples must be an int >= 0"):
+        model.get_thetas(test, view="de", n_samples=-1)
