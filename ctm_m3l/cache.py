@@ -117,15 +117,6 @@ class EmbeddingStore:
             self._connection.executemany(
                 "INSERT OR REPLACE INTO embeddings (key, dim, vector, sha256) VALUES (?, ?, ?, ?)", rows)
 
-    def count(self, keys: Sequence[str]) -> int:
-        """How many of ``keys`` are stored (well-formed or not)."""
-        unique, total = list(dict.fromkeys(keys)), 0
-        for start in range(0, len(unique), _CHUNK):
-            part = unique[start:start + _CHUNK]
-            total += self._connection.execute(
-                f"SELECT COUNT(*) FROM embeddings WHERE key IN ({','.join('?' * len(part))})", part).fetchone()[0]
-        return total
-
     def _transaction(self):
         connection = self._connection
 

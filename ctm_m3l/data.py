@@ -24,7 +24,7 @@ from contextualized_topic_models.datasets.dataset import CTMDataset
 from contextualized_topic_models.utils.data_preparation import TopicModelDataPreparation
 
 from .evaluation import repeated_ids
-from .encoders import ImageLoadError, check_images, encode_cached, get_encoder
+from .encoders import ImageLoadError, check_images, decoded_batches, encode_cached, get_encoder
 from .persistence import PREPARATION
 from .views import ImageView, TextView, View, Withheld, unsegmented_script, validate_views, view_from_config
 
@@ -98,8 +98,6 @@ def read_rows(rows: Any) -> tuple[list[dict], Path | None]:
 def _undecodable(paths: list, rows: np.ndarray, known: list) -> list:
     """``(row, path, reason)`` of the images among ``paths`` whose pixels do not decode (the
     ones not in ``known`` already), decoding a batch at a time and keeping nothing."""
-    from .encoders import decoded_batches
-
     skip = {path for _, path, _ in known}
     left = [(p, int(r)) for p, r in zip(paths, rows) if str(p) not in skip]
     try:
