@@ -210,7 +210,9 @@ def evaluate(system, train, test, seed: int | None = 0, topk: int = 10) -> dict[
 
     Keys are ``{metric}_{query}_{target}`` for retrieval (``mrr``, ``uap``, ``recall1``,
     ``recall5``, ``recall10``, ``mrr100``; targets relevant by tuple id), ``jsd_{a}_{b}`` and
-    ``alignment_{a}_{b}`` per pair of views, ``uniformity_{view}``, and per language
+    ``alignment_{a}_{b}`` per pair of views, ``uniformity_{view}``, for topic proportions
+    ``largest_share_{view}`` (the mean largest topic share: how peaked the mixtures are, 1/K for
+    flat ones), and per language
     ``npmi_{l}``, ``diversity_{l}``, ``irbo_{l}`` plus ``cnpmi_{l1}_{l2}`` (topics of
     ``system``, coherence against the training texts).
     """
@@ -249,6 +251,8 @@ def evaluate(system, train, test, seed: int | None = 0, topk: int = 10) -> dict[
             metrics[f"alignment_{a}_{b}"] = alignment(reps[a], reps[b])
     for v in views:
         metrics[f"uniformity_{v}"] = uniformity(reps[v])
+        if system.distance == "jsd":
+            metrics[f"largest_share_{v}"] = float(np.nanmax(reps[v], axis=1)[~np.isnan(reps[v]).any(1)].mean())
     if getattr(system, "has_topics", False):
         topics = {}
         for language in system.language_views:

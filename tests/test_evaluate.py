@@ -40,8 +40,12 @@ def test_every_system_through_one_evaluation(planted, name):
         if name != "zeroshot":  # ZeroshotTM has topics in its training language only
             assert "npmi_de" in metrics and "cnpmi_en_de" in metrics
         assert "jsd_en_de" in metrics
+        # mixtures of K=5 topics: the mean largest share lies in [1/K, 1]
+        assert 1 / 5 - 1e-9 <= metrics["largest_share_en"] <= 1
+        theta = system.represent(test, "en", seed=0)
+        assert metrics["largest_share_en"] == pytest.approx(theta.max(axis=1).mean())
     else:
-        assert "npmi_en" not in metrics and "jsd_en_de" not in metrics
+        assert "npmi_en" not in metrics and "jsd_en_de" not in metrics and "largest_share_en" not in metrics
 
 
 def test_cli_evaluate_on_multi30k(tmp_path, multi30k_dir):

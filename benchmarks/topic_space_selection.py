@@ -1,0 +1,127 @@
+"""Issue #24's full-scale selection: M3L-Contrast variants beside the baselines, per setting.
+
+Settings (all trained on Multi30k `train`, evaluated on `val`: model selection data, never a
+test split; English and German, French, Czech with MiniLM, photos with EfficientNet-Lite0):
+
+- ``en-de``: comparable English and German descriptions (29,000 tuples);
+- ``en-de-photo``: the same with the photo where there is one (Flickr8k subset);
+- ``parallel4``: one caption per image in en, de, fr, cs (translations), 29,000 tuples.
+
+Each finished run is appended to a JSONL ledger (``--ledger``) with its key; a run whose key
+is there already is skipped, and M3L-Contrast checkpoints every epoch under ``--checkpoints``,
+so a killed process loses at most one epoch and the ledger picks up where it stopped:
+
+    python benchmarks/topic_space_selection.py --data ../shared/data/multi30k --cache-dir CACHE \
+        --ledger benchmarks/results/topic-space/full-scale.jsonl --checkpoints CKPT \
+        --settings en-de --systems m3l --variants "mu-only norm, InfoNCE summed" --seeds 0 1 2
+
+``--report`` prints the ledger's means and sample SDs per setting, system and variant.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from topic_space_multi30k import VARIANTS  # noqa: E402
+
+from ctm_m3l import ImageView, M3LDataPreparation, TextView, load_multi30k  # noqa: E402
+from ctm_m3l.experiments import _append_run, _read_runs, _software, run_system  # noqa: E402
+
+SETTINGS = {
+    "en-de": ("comparable", ("en", "de")),
+    "en-de-photo": ("comparable", ("en", "de", "image")),
+    "parallel4": ("parallel4", ("en", "de", "fr", "cs")),
+}
+SYSTEMS = ("m3l", "pltm", "zeroshot", "zeroshot+mcse", "zeroshot-kd")
+
+
+def _views(names):
+    return [ImageView(n, encoder="offline:efficientnet-lite0") if n == "image"
+            else TextView(n, encoder="offline:minilm") for n in names]
+
+
+def _key(setting, system, variant, seed, args):
+    length = f"iterations={args.pltm_iterations}" if system == "pltm" else f"epochs={args.epochs}"
+    return (f"{setting}|{system}|{variant if system == 'm3l' else '-'}|n_train={args.n_train or 'all'}"
+            f"|K={args.topics}|{length}|seed={seed}")
+
+
+def _report(ledger: Path) -> None:
+    done = _read_runs(ledger, print)
+    groups: dict[tuple, list[dict]] = {}
+    for record in done.values():
+        groups.setdefault((record["setting"], record["system"], record["variant"]), []).append(record)
+    for (setting, system, variant), records in sorted(groups.items()):
+        keys = sorted({k for r in records for k in r["metrics"]
+                       if k.startswith(("mrr_", "uap_", "npmi_", "diversity_", "largest_share_"))
+                       and "100" not in k})
+        print(f"\n{setting} | {system} | {variant} | seeds {sorted(r['seed'] for r in records)}")
+        for k in keys:
+            values = [r["metrics"].get(k, float("nan")) for r in records]
+            sd = f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
+            print(f"  {k:22s} {np.mean(values):.3f}{sd}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="Multi30k root (default: $CTM_M3L_DATA)")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--ledger", type=Path, required=True)
+    parser.add_argument("--checkpoints", type=Path, default=None)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--systems", nargs="+", default=["m3l"], choices=SYSTEMS)
+    parser.add_argument("--variants", nargs="+", default=["defaults"], choices=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--topics", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--pltm-iterations", type=int, default=1000)
+    parser.add_argument("--n-train", type=int, default=None, help="first N train tuples (default: all)")
+    parser.add_argument("--torch-compile", action="store_true")
+    parser.add_argument("--report", action="store_true", help="print the ledger's summary and stop")
+    args = parser.parse_args(argv)
+    if args.report:
+        return _report(args.ledger)
+    done = _read_runs(args.ledger, print)
+    for setting in args.settings:
+        layout, names = SETTINGS[setting]
+        todo = [(system, variant, seed) for system in args.systems
+                for variant in (args.variants if system == "m3l" else ["-"]) for seed in args.seeds
+                if _key(setting, system, variant, seed, args) not in done]
+        if not todo:
+            continue
+        prep = M3LDataPreparation(_views(names), cache_dir=args.cache_dir)
+        words_only = all(system == "pltm" for system, _, _ in todo)
+        start = time.perf_counter()
+        train = prep.fit(load_multi30k("train", root=args.data, layout=layout, limit=args.n_train),
+                         words_only=words_only)
+        val = prep.transform(load_multi30k("val", root=args.data, layout=layout), words_only=words_only)
+        print(f"{setting}: train {train}, val {val}, prepared in {time.perf_counter() - start:.0f} s", flush=True)
+        views = prep.views
+        for system, variant, seed in todo:
+            key = _key(setting, system, variant, seed, args)
+            name, align = {"zeroshot+mcse": ("zeroshot", "mcse"), "zeroshot": ("zeroshot", "none")}.get(
+                system, (system, "auto"))
+            checkpoints = None
+            if system == "m3l" and args.checkpoints is not None:
+                checkpoints = args.checkpoints / key.replace("|", "_").replace(" ", "").replace(",", "+")
+            result = run_system(name, views, train, val, args.topics,
+                                args.pltm_iterations if system == "pltm" else args.epochs, seed,
+                                m3l_options=VARIANTS[variant] if system == "m3l" else None, align=align,
+                                torch_compile=args.torch_compile and system == "m3l", checkpoint_dir=checkpoints)
+            first_text = names[0]
+            record = {"key": key, "setting": setting, "system": system, "variant": variant, "seed": seed,
+                      "model": result["model"], "metrics": result["metrics"], "seconds": result["seconds"],
+                      "software": _software(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            _append_run(args.ledger, record)
+            shown = {k: round(v, 3) for k, v in result["metrics"].items()
+                     if k.startswith(("mrr_", "uap_", "npmi_", "diversity_", "largest_share_")) and "100" not in k
+                     and (k.startswith(f"mrr_{first_text}_") or k.startswith(("uap_", "npmi", "diversity", "largest")))}
+            print(f"{key}: {shown} ({result['seconds']:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
