@@ -22,8 +22,8 @@ import numpy as np
 
 from .data import M3LDataPreparation, load_multi30k
 from .evaluation import evaluate
-from .model import _CHECKPOINT
 from .persistence import CheckpointMismatchError
+from .training.checkpoint import CHECKPOINT_FILE, checkpoint_epoch
 from .views import ImageView, TextView
 
 __all__ = ["ReproduceConfig", "reproduce"]
@@ -105,9 +105,9 @@ def run_system(name, views, train, test, n_components, num_epochs, seed, batch_s
     system = build()
     extra: dict[str, Any] = {}
     if name == "m3l" and checkpoint_dir is not None:
-        checkpoint = Path(checkpoint_dir) / _CHECKPOINT
+        checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE
         resume = checkpoint if checkpoint.is_file() else None
-        resumed_at = _checkpoint_epoch(checkpoint) if resume is not None else 0
+        resumed_at = checkpoint_epoch(checkpoint) if resume is not None else 0
         try:
             system.fit(train, progress_bar=progress_bar, checkpoint_dir=checkpoint_dir, resume_from=resume)
         except CheckpointMismatchError as error:
@@ -126,18 +126,6 @@ def run_system(name, views, train, test, n_components, num_epochs, seed, batch_s
         system.fit(train)
     seconds = time.perf_counter() - start + extra.pop("earlier_seconds", 0.0)
     return {"model": system.name, "metrics": evaluate(system, train, test, seed=seed), "seconds": seconds, **extra}
-
-
-def _checkpoint_epoch(path: Path) -> int:
-    """The number of epochs a checkpoint file holds (0 when it cannot be read: the fit that
-    tries to continue it says why)."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return int((handle.metadata() or {}).get("epoch", 0))
-    except (SafetensorError, OSError, ValueError):
-        return 0
 
 
 def _summary(runs: list[dict], keys: list[str]) -> dict[str, tuple[float, float | None]]:

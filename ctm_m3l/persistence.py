@@ -31,10 +31,16 @@ import numpy as np
 import torch
 
 __all__ = ["CheckpointMismatchError", "ModelFolderError", "commit_folder", "read_json", "verify_folder",
-           "dataset_digest", "tensor_digest", "check_finite"]
+           "dataset_digest", "tensor_digest", "check_finite", "save_model", "load_model", "saved_settings",
+           "FORMAT_VERSION"]
 
 CONFIG, WEIGHTS, PREPARATION, MANIFEST = "config.json", "model.safetensors", "preparation.json", "manifest.json"
 MODEL_FILES = (CONFIG, WEIGHTS, PREPARATION, MANIFEST)
+#: What ``config.json`` says a saved M3LTM is, and the version of its layout.
+FORMAT, FORMAT_VERSION = "ctm-m3l-model", 2
+#: Settings added after a format version was first written, with the values that saved
+#: models and checkpoints lacking them were trained with (their network layout).
+SETTINGS_ADDED = {"pair_kl_on": "posterior", "posterior_norm": "ctm", "contrastive_reduction": "mean"}
 _MANIFEST_FORMAT = "ctm-m3l-folder"
 _MANIFEST_VERSION = 1
 # The largest JSON file a model folder may hold (vocabularies of a few hundred thousand words
@@ -381,3 +387,168 @@ def dataset_digest(dataset, views: Iterable[str]) -> str:
             for array, dtype in ((bow.indptr, np.int64), (bow.indices, np.int64), (bow.data, np.float32)):
                 digest.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
     return digest.hexdigest()
+
+
+# -- a saved M3LTM -------------------------------------------------------------------------------------
+def saved_settings(config: dict) -> dict:
+    """The constructor settings of a saved model or checkpoint's config, with the settings
+    added since it was written filled in as it was trained."""
+    return {**SETTINGS_ADDED, **config["settings"]}
+
+
+def model_config(model) -> dict[str, Any]:
+    """What ``config.json`` (and a checkpoint's metadata) records of a fitted model."""
+    from . import __version__
+
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "ctm_m3l_version": __version__,
+            "settings": model._settings(), "view_kinds": model.view_kinds,
+            "embedding_sizes": model.embedding_sizes, "vocabularies": model.vocabularies, "history": model.history}
+
+
+def save_model(model, models_dir: str | os.PathLike, preparation: Any = None) -> Path:
+    """``M3LTM.save``: the folder written in full beside ``models_dir`` and swapped in."""
+    from safetensors.torch import save_file
+
+    if models_dir is None:
+        raise ValueError("save needs a directory")
+    directory = Path(models_dir)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}
+    bad = check_finite(tensors)
+    if bad:
+        raise ValueError(f"refusing to save to {directory}: {', '.join(bad)} hold NaN or infinity (training "
+                         "diverged); a model that cannot give topic distributions is not saved")
+    preparation_config = _preparation_config(model, preparation, directory)
+    config = model_config(model)
+
+    def write(folder: Path) -> list[str]:
+        save_file(tensors, str(folder / WEIGHTS))
+        (folder / CONFIG).write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
+        if preparation_config is None:
+            return [CONFIG, WEIGHTS]
+        (folder / PREPARATION).write_text(json.dumps(preparation_config, ensure_ascii=False), encoding="utf-8")
+        return [CONFIG, WEIGHTS, PREPARATION]
+
+    return commit_folder(directory, write)
+
+
+def _preparation_config(model, preparation: Any, directory: Path) -> dict | None:
+    """What ``save`` writes as ``preparation.json``: the given preparation's settings (checked
+    against the model), else the folder's own when it matches the model."""
+    if preparation is not None:
+        if not hasattr(preparation, "to_config") or not hasattr(preparation, "embedding_sizes"):
+            raise TypeError(f"preparation must be the M3LDataPreparation the data came from, got "
+                            f"{type(preparation).__name__}")
+        config = preparation.to_config(relative_to=directory)
+        problem = _preparation_mismatch(model, config)
+        if problem:
+            raise ValueError(f"preparation does not match this model: {problem}")
+        return config
+    existing = Path(directory) / PREPARATION
+    if not existing.is_file():
+        return None
+    try:
+        verify_folder(Path(directory))
+        config = read_json(existing, "preparation")
+        problem = _preparation_mismatch(model, config)
+    except ValueError as err:
+        problem = str(err)
+    if problem:
+        warnings.warn(f"{existing} is not kept: {problem}; pass save(..., preparation=prep) to save the "
+                      "preparation of this model", stacklevel=4)
+        return None
+    return config
+
+
+def _preparation_mismatch(model, config: Any) -> str | None:
+    if not isinstance(config, dict):
+        return "it is not an object"
+    vocabularies, sizes = config.get("vocabularies") or {}, config.get("embedding_sizes") or {}
+    for view in model.views:
+        if sizes.get(view) != model.embedding_sizes[view]:
+            return (f"view {view!r} has {sizes.get(view)}-d embeddings there, {model.embedding_sizes[view]}-d in "
+                    "the model")
+    for view in model.language_views:
+        if vocabularies.get(view) != model.vocabularies[view]:
+            return f"view {view!r} has another vocabulary there than the model's"
+    return None
+
+
+def load_model(cls, model_dir: str | os.PathLike, device: Any = None):
+    """``M3LTM.load``: every file checked against the manifest, the sizes in ``config.json``
+    against the weights' header before anything is allocated."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    directory = model_folder(model_dir)
+    files = verify_folder(directory)
+    config_path, weights_path = directory / CONFIG, directory / WEIGHTS
+    if not config_path.is_file() or not weights_path.is_file():
+        raise ModelFolderError(f"{str(directory)!r} is not a saved M3LTM: it needs {CONFIG} and {WEIGHTS}")
+    config = read_json(config_path, "model config")
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFolderError(f"{config_path}: not an M3LTM config (format is not {FORMAT!r})")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ModelFolderError(f"{config_path}: format_version {config.get('format_version')!r} is not "
+                               f"supported by this ctm-m3l ({FORMAT_VERSION})")
+    if files is None and sha256_file(weights_path) != config.get("weights_sha256"):
+        raise ModelFolderError(f"{weights_path}: the weights do not match the checksum in {CONFIG}; "
+                               "the file was modified or corrupted after saving")
+    try:
+        settings = saved_settings(config)
+        settings["hidden_sizes"] = tuple(settings["hidden_sizes"])
+        model = cls(**settings, device=device)
+        model.view_kinds = _string_map(config["view_kinds"], "view_kinds")
+        model.embedding_sizes = {k: _positive(v, f"embedding_sizes[{k!r}]")
+                                 for k, v in _string_map(config["embedding_sizes"], "embedding_sizes", object).items()}
+        model.vocabularies = {k: _words(v, k) for k, v in
+                              _string_map(config["vocabularies"], "vocabularies", object).items()}
+        model.history = list(config.get("history", []))
+        if set(model.view_kinds) != set(model.views) or set(model.embedding_sizes) != set(model.views) \
+                or set(model.vocabularies) != set(model.language_views):
+            raise ValueError("views, view kinds, sizes and vocabularies disagree")
+        with torch.device("meta"):  # the parameter shapes, with no storage, for any sizes
+            expected = model._new_network().state_dict()
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFolderError(f"{config_path}: invalid or altered settings: {err}") from err
+    try:
+        with safe_open(str(weights_path), framework="pt") as fh:
+            header = {k: (tuple(fh.get_slice(k).get_shape()), fh.get_slice(k).get_dtype()) for k in fh.keys()}
+    except (SafetensorError, OSError) as err:
+        raise ModelFolderError(f"{weights_path}: not a readable safetensors file ({err})") from err
+    wrong = sorted(set(header) ^ set(expected)) or [
+        k for k in expected if header[k] != (tuple(expected[k].shape), "F32")]
+    if wrong:
+        raise ModelFolderError(f"{weights_path}: tensors do not match the architecture in {CONFIG} "
+                               f"({', '.join(wrong[:5])})")
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise ModelFolderError(f"{weights_path}: not a readable safetensors file ({err})") from err
+    bad = check_finite(state)
+    if bad:
+        raise ModelFolderError(f"{weights_path}: {', '.join(bad)} hold NaN or infinity; this model cannot "
+                               "give topic distributions")
+    model._build_network()
+    model.model.load_state_dict(state)
+    model.best_components = model.model.topic_word_matrix(0).detach()
+    return model
+
+
+def _string_map(value: Any, name: str, kind: type = str) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, kind) for k, v in value.items()):
+        raise ValueError(f"{name} must map view names to {kind.__name__}s")
+    return dict(value)
+
+
+def _positive(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r:.50}")
+    return value
+
+
+def _words(value: Any, view: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(w, str) for w in value):
+        raise ValueError(f"vocabularies[{view!r}] must be a non-empty list of words")
+    if len(set(value)) != len(value):
+        raise ValueError(f"vocabularies[{view!r}] repeats a word")
+    return value

@@ -10,19 +10,18 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_distributed import GLOBAL_BATCH, STEP_SETTINGS, make_model, make_train  # noqa: E402
 
-from ctm_m3l.model import _Objective  # noqa: E402
+from ctm_m3l.training import FitLoop, bind, setup_distributed  # noqa: E402
 
 
 def one_step(out: Path) -> None:
     model = make_model(**STEP_SETTINGS)
-    model._setup_distributed()
+    model._distributed, model.device = setup_distributed(model.device)
     train = make_train()
-    model._bind(train)
-    model.model.use_global_batch_norm()
-    objective = torch.nn.parallel.DistributedDataParallel(_Objective(model))
-    data = model._device_data(train)
+    bind(model, train)
+    loop = FitLoop(model, distributed=model._distributed)  # global batch norm, DDP around the objective
+    data = loop.device_data(train)
     torch.manual_seed(0)
-    terms = objective(data, np.arange(GLOBAL_BATCH))
+    terms = loop.batch_terms(data, np.arange(GLOBAL_BATCH))
     terms["loss"].backward()
     loss = terms["loss"].detach().clone()
     dist.all_reduce(loss)

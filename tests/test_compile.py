@@ -1,4 +1,5 @@
 """M3LTM(torch_compile=True): the compiled objective computes the eager one, and trains."""
+import pickle
 import shutil
 import warnings
 from unittest import mock
@@ -9,16 +10,16 @@ import torch
 
 from ctm_m3l import M3LTM
 from planted import mrr
-from test_model import K, VIEWS, prepare
+from test_model import K, VIEWS, prepare, start_fit
 
 # Inductor's CPU backend compiles C++; without a compiler only the fallback can be tested.
 needs_cpp = pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
                                reason="torch.compile on CPU needs a C++ compiler")
 
 
-def _terms_and_gradients(model, data, batch):
+def _terms_and_gradients(model, loop, data, batch):
     model.model.zero_grad(set_to_none=True)
-    terms = model._batch_terms(data, batch)
+    terms = loop.batch_terms(data, batch)
     terms["loss"].backward()
     grads = {name: p.grad.clone() for name, p in model.model.named_parameters() if p.grad is not None}
     return {key: value.detach() for key, value in terms.items()}, grads
@@ -28,17 +29,15 @@ def _terms_and_gradients(model, data, batch):
 def test_compiled_objective_equals_the_eager_one():
     _, train, _ = prepare(n_train=64, n_test=8, image_share=0.6, seed=3)
     model = M3LTM(views=VIEWS, n_components=K, random_state=0)
-    model._bind(train)
+    loop, data = start_fit(model, train, compile=True)  # what fit(torch_compile=True) runs
     model.model.train()
-    data = model._device_data(train)
-    model._compiled = model._compile_terms()  # what fit(torch_compile=True) sets
     batch = np.arange(32)
-    assert not data["mask"][batch].all()  # some tuples lack the image: the masked terms are compiled too
+    assert not data.mask[batch].all()  # some tuples lack the image: the masked terms are compiled too
     torch.manual_seed(1)
-    fast_terms, fast_grads = _terms_and_gradients(model, data, batch)
-    model._compiled = None
+    fast_terms, fast_grads = _terms_and_gradients(model, loop, data, batch)
+    loop.compiled = None  # eager from here
     torch.manual_seed(1)  # the same noise
-    terms, grads = _terms_and_gradients(model, data, batch)
+    terms, grads = _terms_and_gradients(model, loop, data, batch)
     for key in terms:
         torch.testing.assert_close(fast_terms[key], terms[key], rtol=1e-4, atol=1e-4, msg=key)
     assert set(fast_grads) == set(grads)
@@ -67,7 +66,7 @@ def test_compiled_fit_learns_the_planted_topics():
         assert torch._dynamo.config.recompile_limit == 1  # the process's setting is left as it was
     assert not [w for w in caught if "torch.compile failed" in str(w.message)]  # it did run compiled
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs == 2  # both shapes compiled
-    assert model._compiled is None  # released after fit: the model pickles and saves as before
+    pickle.loads(pickle.dumps(model))  # nothing compiled stays on the model after fit: it pickles as before
     assert model.history[-1]["loss"] < model.history[0]["loss"]
     has = test.has_view("image")
     theta_en = model.get_thetas(test, view="en", seed=0)

@@ -54,10 +54,11 @@ def test_two_ranks_equal_one_process_on_the_global_batch(tmp_path):
 
     model = make_model(batch_size=GLOBAL_BATCH, **STEP_SETTINGS)
     train = make_train()
-    model._bind(train)
-    data = model._device_data(train)
+    from test_model import start_fit
+
+    loop, data = start_fit(model, train)
     torch.manual_seed(0)
-    terms = model._batch_terms(data, np.arange(GLOBAL_BATCH))
+    terms = loop.batch_terms(data, np.arange(GLOBAL_BATCH))
     terms["loss"].backward()
     assert got["loss"].item() == pytest.approx(terms["loss"].item(), rel=1e-5)
     assert got["contrastive"].item() == pytest.approx(terms["contrastive"].item(), rel=1e-5)

@@ -1,4 +1,5 @@
 """M3LTM: gradients, learning on planted data, missing views, persistence, bad input."""
+import inspect
 import json
 import warnings
 from collections import Counter
@@ -9,7 +10,17 @@ import torch
 from contextualized_topic_models.models.ctm import ZeroShotTM
 
 from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
+from ctm_m3l._validation import InvalidParameterError, NoneValue
+from ctm_m3l.training import FitLoop, bind
 from planted import mrr, planted_tuples
+
+
+def start_fit(model, train, **loop_options):
+    """What fit does before its first step: bind the model to ``train`` (build its network),
+    make its loop and the data on the device."""
+    bind(model, train)
+    loop = FitLoop(model, **loop_options)
+    return loop, loop.device_data(train)
 
 VIEWS = ["en", "de", "image"]
 K = 5
@@ -61,9 +72,8 @@ def test_is_a_ctm_zeroshot_model(trained):
 def test_gradients_reach_every_view_network():
     _, train, _ = prepare(n_train=64, n_test=8)
     model = M3LTM(views=VIEWS, n_components=K, random_state=0)
-    model._bind(train)
-    data = model._device_data(train)
-    terms = model._batch_terms(data, np.arange(32))
+    loop, data = start_fit(model, train)
+    terms = loop.batch_terms(data, np.arange(32))
     terms["loss"].backward()
     net = model.model
     for a, view in enumerate(VIEWS):
@@ -192,8 +202,8 @@ def test_loss_weight_variants_train(weights):
 def test_a_term_weighted_zero_is_reported_but_not_differentiated():
     _, train, _ = prepare(n_train=64, n_test=4)
     model = M3LTM(views=VIEWS, n_components=K, random_state=0)  # prior_kl weighted 0 by default
-    model._bind(train)
-    terms = model._batch_terms(model._device_data(train), np.arange(32))
+    loop, data = start_fit(model, train)
+    terms = loop.batch_terms(data, np.arange(32))
     assert terms["prior_kl"].item() > 0 and not terms["prior_kl"].requires_grad
     assert terms["pair_kl"].requires_grad and terms["contrastive"].requires_grad
     torch.testing.assert_close(terms["loss"], terms["reconstruction"] + terms["pair_kl"] + 50 * terms["contrastive"])
@@ -201,8 +211,8 @@ def test_a_term_weighted_zero_is_reported_but_not_differentiated():
     assert model.model.prior_mean.grad is None  # nothing of the prior KL in the graph
     # Weighted, it is in the loss and its gradient reaches the prior.
     weighted = M3LTM(views=VIEWS, n_components=K, random_state=0, loss_weights={"prior_kl": 0.5})
-    weighted._bind(train)
-    terms = weighted._batch_terms(weighted._device_data(train), np.arange(32))
+    loop, data = start_fit(weighted, train)
+    terms = loop.batch_terms(data, np.arange(32))
     torch.testing.assert_close(terms["loss"], terms["reconstruction"] + 0.5 * terms["prior_kl"] + terms["pair_kl"]
                                + 50 * terms["contrastive"])
     terms["loss"].backward()
@@ -226,8 +236,7 @@ def test_pair_kl_term_compares_what_pair_kl_on_names(pair_kl_on):
 
     _, train, _ = prepare(n_train=64, n_test=8, image_share=0.5)
     model = M3LTM(views=VIEWS, n_components=K, random_state=0, pair_kl_on=pair_kl_on)
-    model._bind(train)
-    data = model._device_data(train)
+    loop, data = start_fit(model, train)
     captured = {}
     original = model.model.theta_from_noise
 
@@ -237,8 +246,8 @@ def test_pair_kl_term_compares_what_pair_kl_on_names(pair_kl_on):
 
     model.model.theta_from_noise = spy
     rows = np.arange(32)
-    terms = model._batch_terms(data, rows)
-    present = torch.from_numpy(np.ascontiguousarray(data["mask"][rows].T))
+    terms = loop.batch_terms(data, rows)
+    present = torch.from_numpy(np.ascontiguousarray(data.mask[rows].T))
     assert not present.all()  # some tuples lack the image
     expected = (pairwise_theta_kl(captured["theta"], present) if pair_kl_on == "theta"
                 else pairwise_view_kl(captured["mu"], captured["logvar"], present)).sum()
@@ -274,25 +283,47 @@ def test_two_of_three_views():
 
 # -- bad input ------------------------------------------------------------------------------
 
+def _refused_examples():
+    """One refused value per constraint of M3LTM's table: the tests follow the table."""
+    for name, constraints in M3LTM._parameter_constraints.items():
+        for constraint in constraints:
+            if isinstance(constraint, NoneValue):
+                continue
+            bad = constraint.invalid_example()
+            if not any(c.is_satisfied_by(bad) for c in constraints):
+                yield pytest.param(name, bad, id=f"{name}={bad!r}")
+
+
+def test_the_constraint_table_covers_every_constructor_argument():
+    arguments = set(inspect.signature(M3LTM.__init__).parameters) - {"self"}
+    assert arguments - set(M3LTM._parameter_constraints) == {"device"}  # checked by torch (next test)
+    assert set(M3LTM._parameter_constraints) <= arguments
+
+
+@pytest.mark.parametrize("name,bad", list(_refused_examples()))
+def test_every_constructor_constraint_refuses_what_it_should(name, bad):
+    with pytest.raises(InvalidParameterError, match=rf"^M3LTM: {name}[ \[]") as caught:
+        M3LTM(**{"views": ["en"], name: bad})
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, TypeError)  # either may be caught
+
+
 @pytest.mark.parametrize("kwargs,match", [
-    ({"views": "en"}, "list of view names"),
-    ({"views": ["en", "en"]}, "repeated"),
-    ({"views": ["en"], "n_components": 0}, "n_components"),
-    ({"views": ["en"], "batch_size": 1}, "batch_size"),
-    ({"views": ["en"], "model_type": "NMF"}, "model_type"),
-    ({"views": ["en"], "similarity": "l2"}, "similarity"),
-    ({"views": ["en"], "pair_kl_on": "mean"}, "pair_kl_on must be 'posterior' or 'theta'"),
-    ({"views": ["en"], "temperature": 0}, "temperature"),
-    ({"views": ["en"], "loss_weights": {"kl": 1}}, "unknown loss_weights"),
-    ({"views": ["en"], "loss_weights": {"contrastive": -1}}, "contrastive"),
+    ({"views": ["en", "en"]}, "views has a repeated name"),
+    ({"views": ["en"], "loss_weights": {"kl": 1}}, r"loss_weights has unknown key\(s\) \['kl'\]"),
+    ({"views": ["en"], "loss_weights": {"contrastive": -1}}, r"loss_weights\['contrastive'\] must be a finite"),
     ({"views": ["en"], "loss_weights": {"reconstruction": 0, "pair_kl": 0, "contrastive": 0}}, "all 0"),
     ({"views": ["en"], "device": "tpu"}, "device"),
-    ({"views": ["en"], "posterior_norm": "batch"}, r"posterior_norm must be one of \('ctm', 'mean', 'none'\)"),
-    ({"views": ["en"], "contrastive_reduction": "max"}, "contrastive_reduction must be 'mean' or 'sum'"),
+    ({"views": ["en"], "posterior_norm": "batch"}, r"posterior_norm must be one of 'ctm', 'mean', 'none'"),
+    ({"views": ["en"], "dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
 ])
-def test_constructor_validation(kwargs, match):
-    with pytest.raises((ValueError, TypeError), match=match):
+def test_constructor_errors_say_what_is_wrong(kwargs, match):
+    with pytest.raises(ValueError, match=match):
         M3LTM(**kwargs)
+
+
+def test_constructor_accepts_its_defaults_and_documented_forms():
+    model = M3LTM(views=("en", "de"), hidden_sizes=50, loss_weights={"prior_kl": 1}, random_state=-3)
+    assert model.hidden_sizes == (50,) and model.weights["prior_kl"] == 1.0 and model.views == ["en", "de"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
@@ -309,17 +340,16 @@ def test_training_objective_keeps_every_tensor_on_the_model_device(pair_kl_on, i
     # creates on the CPU by mistake fails here; meta computes shapes only, no values.
     _, train, _ = prepare(n_train=64, n_test=8, image_share=image_share)
     model = M3LTM(views=VIEWS, n_components=K, random_state=0, device="meta", pair_kl_on=pair_kl_on)
-    model._bind(train)
+    loop, data = start_fit(model, train)
     assert all(p.device.type == "meta" for p in model.model.parameters())
-    data = model._device_data(train)
-    terms = model._batch_terms(data, np.arange(32))
+    terms = loop.batch_terms(data, np.arange(32))
     assert all(t.device.type == "meta" and t.shape == () for t in terms.values())
     terms["loss"].backward()
     assert all(p.grad is None or p.grad.device.type == "meta" for p in model.model.parameters())
     assert model.model.input_weight[2].grad is not None  # the image view's network took part
     model.model.eval()
     with torch.no_grad():  # validation epochs: the running statistics
-        assert model._batch_terms(data, np.arange(32, 64))["loss"].device.type == "meta"
+        assert loop.batch_terms(data, np.arange(32, 64))["loss"].device.type == "meta"
 
 
 def test_views_missing_from_dataset():

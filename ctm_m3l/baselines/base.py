@@ -10,7 +10,7 @@ import torch
 from contextualized_topic_models.datasets.dataset import CTMDataset
 
 from ..data import MultiViewDataset
-from ..model import view_seed
+from .._common import view_seed
 
 
 class Baseline(ABC):
@@ -96,7 +96,7 @@ class BatchedCTMDataset(CTMDataset):
 def ctm_thetas(ctm, embeddings: np.ndarray, n_samples: int, seed: int | None, view: str) -> np.ndarray:
     """CTM's own ``get_thetas`` on ``view``'s embeddings alone (a ZeroShotTM infers from the
     contextual input; its bag-of-words input is unused), with the sampling noise seeded when
-    asked, independently per view (see :func:`ctm_m3l.model.view_seed`)."""
+    asked, independently per view (see :func:`ctm_m3l._common.view_seed`)."""
     items = BatchedCTMDataset(X_contextual=np.asarray(embeddings, dtype=np.float32),
                        X_bow=sp.csr_matrix((len(embeddings), 1), dtype=np.float32), idx2token={0: ""})
     with torch.random.fork_rng():

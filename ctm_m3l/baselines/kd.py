@@ -19,7 +19,7 @@ from contextualized_topic_models.networks.decoding_network import DecoderNetwork
 
 from ..data import MultiViewDataset
 from ..losses import gaussian_kl, reconstruction_loss
-from ..model import _check_int
+from .._validation import check_int
 from .base import Baseline, BatchedCTMDataset, check_ctm_batch, ctm_thetas, rows_or_nan, seed_ctm
 
 __all__ = ["KDBaseline", "KDStudent"]
@@ -81,7 +81,7 @@ class KDBaseline(Baseline):
         self.views = list(views)
         if teacher != "joint" and teacher not in self.views:
             raise ValueError(f"teacher must be 'joint' or one of the views {self.views}, got {teacher!r}")
-        _check_int("n_components", n_components, 1)
+        check_int("n_components", n_components, 1)
         self.teacher_spec, self.language = teacher, language
         self.settings = dict(n_components=n_components, num_epochs=num_epochs, batch_size=batch_size, lr=lr,
                              hidden_sizes=tuple(hidden_sizes), num_data_loader_workers=0, **ctm_kwargs)

@@ -12,7 +12,8 @@ from torch import nn
 
 from ..data import MultiViewDataset
 from ..losses import multiview_info_nce
-from ..model import _check_int, _resolve_device
+from .._common import resolve_device
+from .._validation import check_int
 
 __all__ = ["MCSEAligner"]
 
@@ -38,17 +39,17 @@ class MCSEAligner:
                  device: Any = None, random_state: int | None = None) -> None:
         if isinstance(views, str) or len(views) < 2 or len(set(views)) != len(views):
             raise ValueError(f"MCSEAligner needs at least two distinct views, got {views!r}")
-        _check_int("dim", dim, 1)
-        _check_int("num_epochs", num_epochs, 1)
-        _check_int("batch_size", batch_size, 2)
+        check_int("dim", dim, 1)
+        check_int("num_epochs", num_epochs, 1)
+        check_int("batch_size", batch_size, 2)
         if hidden_size is not None:
-            _check_int("hidden_size", hidden_size, 1)
+            check_int("hidden_size", hidden_size, 1)
         if not temperature > 0 or not lr > 0:
             raise ValueError("temperature and lr must be > 0")
         self.views = list(views)
         self.dim, self.hidden_size, self.temperature = dim, hidden_size, float(temperature)
         self.num_epochs, self.batch_size, self.lr = num_epochs, batch_size, float(lr)
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.random_state = random_state
         self.heads: nn.ModuleList | None = None
         self.history: list[float] = []

@@ -17,7 +17,8 @@ import numpy as np
 from scipy.special import digamma
 
 from ..data import MultiViewDataset
-from ..model import _check_int, view_seed
+from .._common import view_seed
+from .._validation import check_int
 from .base import Baseline
 
 __all__ = ["PLTM"]
@@ -118,9 +119,9 @@ class PLTM(Baseline):
                  random_state: int = 0) -> None:
         if isinstance(languages, str) or not languages:
             raise ValueError("PLTM needs a list of languages (text views)")
-        _check_int("n_components", n_components, 1)
-        _check_int("n_iterations", n_iterations, 1)
-        _check_int("inference_iterations", inference_iterations, 1)
+        check_int("n_components", n_components, 1)
+        check_int("n_iterations", n_iterations, 1)
+        check_int("inference_iterations", inference_iterations, 1)
         self.views = list(languages)
         self.language_views = list(languages)
         self.n_components = n_components
@@ -228,7 +229,7 @@ class PLTM(Baseline):
         z = np.zeros(len(words), dtype=np.int64)
         n_dk = np.zeros((len(dataset), k), dtype=np.int64)
         n_wk, n_lk = self.n_wk.copy(), self.n_lk.copy()
-        # Each view samples from its own stream (ctm_m3l.model.view_seed), as the neural models do.
+        # Each view samples from its own stream (ctm_m3l._common.view_seed), as the neural models do.
         seed_fn(view_seed(self.random_state if seed is None else seed, view))
         initialise(doc_ptr, words, langs, z, n_dk, n_wk, n_lk, False)
         kept = max(1, min(n_samples, self.inference_iterations // 2))

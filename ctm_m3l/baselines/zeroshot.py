@@ -9,7 +9,7 @@ import numpy as np
 from contextualized_topic_models.models.ctm import ZeroShotTM
 
 from ..data import MultiViewDataset
-from ..model import _check_int
+from .._validation import check_int
 from .base import Baseline, BatchedCTMDataset, check_ctm_batch, check_one_space, ctm_thetas, rows_or_nan, seed_ctm
 from .mcse import MCSEAligner
 
@@ -40,7 +40,7 @@ class ZeroShotBaseline(Baseline):
             raise ValueError(f"train_view {train_view!r} must be one of views {list(views)}")
         if aligner is not None and not isinstance(aligner, MCSEAligner):
             raise TypeError("aligner must be an MCSEAligner or None")
-        _check_int("n_components", n_components, 1)
+        check_int("n_components", n_components, 1)
         self.train_view, self.views, self.aligner = train_view, list(views), aligner
         self.n_components, self.num_epochs, self.batch_size, self.lr = n_components, num_epochs, batch_size, lr
         self.hidden_sizes, self.random_state, self.ctm_kwargs = tuple(hidden_sizes), random_state, ctm_kwargs
