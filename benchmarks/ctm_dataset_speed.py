@@ -14,7 +14,7 @@ from contextualized_topic_models.datasets.dataset import CTMDataset
 from contextualized_topic_models.models.ctm import ZeroShotTM
 
 from ctm_m3l import M3LDataPreparation, TextView, load_multi30k
-from ctm_m3l.baselines.base import BatchedCTMDataset
+from ctm_m3l.baselines._ctm import BatchedCTMDataset
 
 
 def main():

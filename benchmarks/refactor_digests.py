@@ -47,7 +47,10 @@ def _digest(value) -> str:
 def digests() -> dict[str, str]:
     from safetensors.torch import load_file
 
-    from ctm_m3l.cli import build_system
+    try:
+        from ctm_m3l.baselines.registry import build_system
+    except ImportError:  # before the registry existed
+        from ctm_m3l.cli import build_system
 
     torch.set_num_threads(1)
     rows, emb, _ = planted_tuples(360, n_topics=5, seed=4)

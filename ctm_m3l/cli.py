@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .baselines.registry import ALIGN_CHOICES, MODELS, build_system, check_align
+
 
 def _views(args):
     from .views import ImageView, TextView
@@ -82,64 +84,6 @@ def cmd_fit(args) -> int:
     return 0
 
 
-MODELS = ("m3l", "zeroshot", "zeroshot-kd", "pltm", "embeddings")
-# Batch sizes when none is given: the paper's 32 for M3L-Contrast, CTM's 64 for its baselines.
-DEFAULT_BATCH_SIZES = {"m3l": 32, "zeroshot": 64, "zeroshot-kd": 64}
-
-
-ALIGN_CHOICES = ("auto", "mcse", "none")
-# The systems that need one embedding space for all views (or an MCSE aligner to make one).
-ALIGNED_SYSTEMS = ("zeroshot", "embeddings")
-
-
-def _check_align(name: str, align: str) -> None:
-    if align not in ALIGN_CHOICES:
-        raise ValueError(f"align must be one of {ALIGN_CHOICES}, got {align!r}")
-    if align != "auto" and name not in ALIGNED_SYSTEMS:
-        raise ValueError(f"align={align!r} chooses how {' and '.join(ALIGNED_SYSTEMS)} map views into one space; "
-                         f"model {name} has no such step")
-
-
-def build_system(name: str, views, train, n_components: int, num_epochs: int, seed, batch_size: int | None,
-                 device=None, lr: float = 2e-3, torch_compile: bool = False, m3l_options: dict | None = None,
-                 align: str = "auto"):
-    """The system ``name`` for these views.  ``m3l_options``: further ``M3LTM`` arguments
-    (``loss_weights``, ``temperature``, ``similarity``, ``pair_kl_on``).
-
-    ``align``, for the systems that compare views in one embedding space (``zeroshot``,
-    ``embeddings``): ``"mcse"`` maps every view into one space by MCSE heads fitted on
-    ``train`` first (the system's name says so: ``zeroshot+mcse``); ``"none"`` uses the
-    embeddings as they are (the encoders must share a space: CLIP, multilingual SBERT);
-    ``"auto"`` aligns when the views' embedding sizes differ.  Sizes cannot tell an English
-    encoder used for German from a multilingual one: with one monolingual encoder for
-    several languages, pass ``"mcse"``."""
-    from .baselines import PLTM, EmbeddingRetrieval, KDBaseline, MCSEAligner, ZeroShotBaseline
-    from .model import M3LTM
-
-    _check_align(name, align)
-    names = [v.name for v in views]
-    texts = [v.name for v in views if v.kind == "text"]
-    sizes_differ = len({train.embeddings[v].shape[1] for v in names}) > 1
-    unaligned = align == "mcse" or (align == "auto" and sizes_differ)
-    if name == "m3l":
-        return M3LTM(views=names, n_components=n_components, num_epochs=num_epochs, lr=lr,
-                     batch_size=batch_size or DEFAULT_BATCH_SIZES["m3l"], device=device, random_state=seed,
-                     torch_compile=torch_compile, **(m3l_options or {}))
-    if name == "zeroshot":
-        aligner = MCSEAligner(names, random_state=seed) if unaligned else None
-        return ZeroShotBaseline(texts[0], names, aligner=aligner, n_components=n_components, lr=lr,
-                                num_epochs=num_epochs, batch_size=batch_size or DEFAULT_BATCH_SIZES["zeroshot"],
-                                random_state=seed)
-    if name == "zeroshot-kd":
-        return KDBaseline(names, teacher=texts[0], n_components=n_components, num_epochs=num_epochs, lr=lr,
-                          batch_size=batch_size or DEFAULT_BATCH_SIZES["zeroshot-kd"], random_state=seed)
-    if name == "pltm":
-        return PLTM(texts, n_components=n_components, n_iterations=num_epochs, random_state=seed or 0)
-    if name == "embeddings":
-        return EmbeddingRetrieval(names, aligner=MCSEAligner(names, random_state=seed) if unaligned else None)
-    raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
-
-
 def cmd_evaluate(args) -> int:
     import time
 
@@ -154,7 +98,7 @@ def cmd_evaluate(args) -> int:
     if args.model != "m3l" and args.torch_compile:
         raise ValueError(f"--torch-compile compiles M3L-Contrast's training step; --model {args.model} does not "
                          "train with it")
-    _check_align(args.model, args.align)  # before encoding, which takes the time
+    check_align(args.model, args.align)  # before encoding, which takes the time
     views = _views(args)
     prep = M3LDataPreparation(views, cache_dir=args.cache_dir, device=args.device, show_progress_bar=True,
                               encoder_backend=args.encoder_backend)

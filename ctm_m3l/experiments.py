@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .baselines.registry import DEFAULT_BATCH_SIZES, build_system
 from .data import M3LDataPreparation, load_multi30k
 from .evaluation import evaluate
 from .persistence import CheckpointMismatchError
@@ -85,7 +86,7 @@ def run_system(name, views, train, test, n_components, num_epochs, seed, batch_s
                lr: float = 2e-3, progress_bar: bool = False, m3l_options: dict | None = None,
                torch_compile: bool = False, align: str = "auto", checkpoint_dir: str | Path | None = None,
                log=print) -> dict:
-    """Build system ``name`` (see ``cli.build_system``, also for ``align``), fit it on ``train``,
+    """Build system ``name`` (see ``baselines.registry.build_system``, also for ``align``), fit it on ``train``,
     evaluate on ``test``: ``{"model", "metrics", "seconds"}``.  ``torch_compile``: M3L-Contrast
     trains with ``M3LTM(torch_compile=True)`` (the baselines train as CTM does).
 
@@ -95,8 +96,6 @@ def run_system(name, views, train, test, n_components, num_epochs, seed, batch_s
     an older network layout) is set aside and the fit starts over.  A continued run adds
     ``"resumed_from_epoch"``, and its ``seconds`` include the earlier epochs' training time.
     """
-    from .cli import build_system
-
     def build():
         return build_system(name, views, train, n_components, num_epochs, seed, batch_size, device, lr=lr,
                             torch_compile=torch_compile, m3l_options=m3l_options, align=align)
@@ -222,8 +221,6 @@ class _Run:
         """Identifies the run across invocations: the same key, the same result (runs are
         seeded), so a finished run is never repeated, and a run of another configuration
         (other data size, epochs...) never stands in for this one."""
-        from .cli import DEFAULT_BATCH_SIZES
-
         length = f"iterations={config.pltm_iterations}" if self.system == "pltm" else f"epochs={config.num_epochs}"
         batch = self.batch_size or DEFAULT_BATCH_SIZES.get(self.system)
         return "|".join([self.system, self.views, "/".join(config.encoder_combos[self.combo])]

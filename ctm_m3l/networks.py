@@ -201,31 +201,6 @@ class MultiViewDecoderNetwork(nn.Module):
         :attr:`topic_words`."""
         return [self.topic_words[language, :, :width] for language, width in enumerate(self.vocabulary_sizes)]
 
-    def upgrade_state_dict(self, state_dict: dict, prefix: str = "") -> dict:
-        """Convert, in place, a state dict of an earlier (0.1.0 development) layout to this one;
-        the network computes exactly what it computed before.
-
-        - ``topic_word.0``, ``topic_word.1``...: one parameter per language, now stacked.
-        - ``posterior_bias``: folded into ``posterior_running_mean`` (batch norm subtracts
-          the running mean, so ``W h + b - m`` is ``W h - (m - b)``).
-        """
-        old = [f"{prefix}topic_word.{language}" for language in range(len(self.vocabulary_sizes))]
-        if f"{prefix}topic_words" not in state_dict and old and all(key in state_dict for key in old):
-            stacked = torch.zeros_like(self.topic_words)
-            for language, key in enumerate(old):
-                beta = state_dict.pop(key)
-                stacked[language, :, :beta.shape[1]] = beta
-            state_dict[f"{prefix}topic_words"] = stacked
-        bias = state_dict.pop(f"{prefix}posterior_bias", None)
-        running_mean = f"{prefix}posterior_running_mean"
-        if bias is not None and running_mean in state_dict:
-            state_dict[running_mean] = state_dict[running_mean] - bias.reshape(-1).to(state_dict[running_mean])
-        return state_dict
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        self.upgrade_state_dict(state_dict, prefix)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def use_global_batch_norm(self) -> None:
         """Normalise over the global batch of all ranks (data-parallel training)."""
         self.distributed = True

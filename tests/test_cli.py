@@ -71,7 +71,7 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
     assert main(common + ["--loss-weights", "pair_kl"]) == 2
     assert "KEY=NUMBER" in capsys.readouterr().err
     assert main(common + ["--loss-weights", "pairkl=0.1"]) == 2
-    assert "unknown loss_weights key(s) ['pairkl']" in capsys.readouterr().err
+    assert "loss_weights has unknown key(s) ['pairkl']" in capsys.readouterr().err
     assert main(["evaluate", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "train.jsonl"),
                  "--views", "en,de", "--model", "zeroshot", "--loss-weights", "pair_kl=0.1",
                  "--output", str(tmp_path / "results.json")]) == 2

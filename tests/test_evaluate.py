@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView, load_multi30k
-from ctm_m3l.cli import build_system, main
+from ctm_m3l.baselines.registry import build_system
+from ctm_m3l.cli import main
 from ctm_m3l.evaluation import evaluate
 from planted import planted_tuples
 

@@ -179,42 +179,6 @@ def test_all_languages_in_one_product_equal_each_language_by_hand(vocabularies, 
         assert (grad[:, vocabularies[view]:] == 0).all()
 
 
-def test_state_dicts_with_one_topic_word_parameter_per_language_still_load():
-    net = network()
-    state = net.state_dict()
-    stacked = state.pop("topic_words")
-    state.update({f"topic_word.{language}": stacked[language, :, :width].clone()
-                  for language, width in enumerate(net.vocabulary_sizes)})  # the earlier layout
-    fresh = MultiViewDecoderNetwork(SIZES, {0: 9, 1: 6}, K, dropout=0.0)
-    fresh.load_state_dict(state)
-    torch.testing.assert_close(fresh.topic_words, net.topic_words)
-    assert (fresh.topic_words[1, :, 6:] == 0).all()
-
-
-def test_state_dicts_with_a_posterior_bias_load_and_compute_the_same():
-    # The earlier layout: mu / log sigma^2 layers with a bias, before the batch norm.
-    net = network()
-    for _ in range(3):  # training steps move the running statistics away from 0 and 1
-        net.posteriors([torch.randn(6, d) for d in SIZES])
-    net.eval()
-    xs = [torch.randn(5, d) for d in SIZES]
-    bias = torch.randn(len(SIZES), 2 * K)
-    with torch.no_grad():
-        want_mu, want_logvar = net.posteriors(xs)
-    state = net.state_dict()
-    # What the old network held: its outputs carried the bias, its running mean too.
-    state["posterior_bias"] = bias
-    state["posterior_running_mean"] = state["posterior_running_mean"] + bias.reshape(-1)
-    fresh = MultiViewDecoderNetwork(SIZES, {0: 9, 1: 6}, K, dropout=0.0)
-    fresh.load_state_dict(state)
-    fresh.eval()
-    with torch.no_grad():
-        mu, logvar = fresh.posteriors(xs)
-    torch.testing.assert_close(mu, want_mu)
-    torch.testing.assert_close(logvar, want_logvar)
-    assert "posterior_bias" not in dict(fresh.named_parameters())
-
-
 def test_sparse_reconstruction_equals_dense():
     torch.manual_seed(0)
     log_probs = torch.log_softmax(torch.randn(5, 30), dim=-1)

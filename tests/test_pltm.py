@@ -74,7 +74,7 @@ def test_bad_input(data):
         empty.bow[language].eliminate_zeros()
     with pytest.raises(ValueError, match=r"tuple\(s\) 3 have no token in any language"):
         PLTM(["en", "de"], n_components=K, n_iterations=1).fit(empty)
-    with pytest.raises(ValueError, match="list of languages"):
+    with pytest.raises(ValueError, match="languages must be a non-empty list of language views"):
         PLTM("en")
     no_words = train.subset(np.arange(20))
     no_words.vocabularies = {**no_words.vocabularies, "de": []}

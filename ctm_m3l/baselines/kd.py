@@ -19,8 +19,10 @@ from contextualized_topic_models.networks.decoding_network import DecoderNetwork
 
 from ..data import MultiViewDataset
 from ..losses import gaussian_kl, reconstruction_loss
-from .._validation import check_int
-from .base import Baseline, BatchedCTMDataset, check_ctm_batch, ctm_thetas, rows_or_nan, seed_ctm
+from .._validation import (Interval, InvalidParameterError, Names, NoneValue, PositiveInts, check_views,
+                           validate_params)
+from ._ctm import ctm_thetas, fit_ctm
+from .base import Baseline, rows_or_nan
 
 __all__ = ["KDBaseline", "KDStudent"]
 
@@ -74,14 +76,25 @@ class KDBaseline(Baseline):
     """
 
     name = "zeroshot-kd"
+    _fitted_attribute = "teacher"
+    _parameter_constraints: dict[str, list] = {
+        "views": [Names("view names")],
+        "n_components": [Interval(int, 1, None)],
+        "num_epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 2, None)],
+        "lr": [Interval(float, 0, None, closed="neither")],
+        "hidden_sizes": [PositiveInts()],
+        "random_state": [NoneValue(), Interval(int, None, None)],
+    }
 
     def __init__(self, views: Sequence[str], teacher: str = "joint", language: str | None = None,
                  n_components: int = 100, num_epochs: int = 100, batch_size: int = 64, lr: float = 2e-3,
                  hidden_sizes: tuple = (100,), random_state: int | None = None, **ctm_kwargs: Any) -> None:
+        validate_params(self._parameter_constraints, locals(), "KDBaseline")
         self.views = list(views)
         if teacher != "joint" and teacher not in self.views:
-            raise ValueError(f"teacher must be 'joint' or one of the views {self.views}, got {teacher!r}")
-        check_int("n_components", n_components, 1)
+            raise InvalidParameterError(f"KDBaseline: teacher must be 'joint' or one of the views {self.views}, "
+                                        f"got {teacher!r}")
         self.teacher_spec, self.language = teacher, language
         self.settings = dict(n_components=n_components, num_epochs=num_epochs, batch_size=batch_size, lr=lr,
                              hidden_sizes=tuple(hidden_sizes), num_data_loader_workers=0, **ctm_kwargs)
@@ -113,9 +126,7 @@ class KDBaseline(Baseline):
 
     # -- fit ------------------------------------------------------------------------------------
     def fit(self, dataset: MultiViewDataset) -> "KDBaseline":
-        missing = [v for v in self.views if v not in dataset.view_names]
-        if missing:
-            raise ValueError(f"zeroshot-kd: view(s) {missing} are not in the dataset ({dataset.view_names})")
+        check_views(dataset, self.views, self.name)
         texts = [v for v in self.views if v in dataset.bow]
         language = self.language or (self.teacher_spec if self.teacher_spec != "joint" else (texts or [None])[0])
         if language not in dataset.bow:
@@ -125,13 +136,9 @@ class KDBaseline(Baseline):
         rows &= dataset.has_view(language)
         if rows.sum() < 2:
             raise ValueError(f"zeroshot-kd: fewer than 2 tuples have every view the {self.teacher_spec!r} teacher needs")
-        check_ctm_batch(int(rows.sum()), self.settings["batch_size"], f"zeroshot-kd teacher {self.teacher_spec!r}")
         self.vocabularies = {v: list(dataset.vocabularies[v]) for v in texts}
-        seed_ctm(self.random_state)
-        self.teacher = ZeroShotTM(bow_size=len(self.vocabularies[language]), contextual_size=x.shape[1],
-                                  **self.settings)
-        self.teacher.fit(BatchedCTMDataset(x[rows], dataset.bow[language][rows],
-                                    dict(enumerate(self.vocabularies[language]))), do_train_predictions=False)
+        self.teacher = fit_ctm(ZeroShotTM, x[rows], dataset.bow[language][rows], self.vocabularies[language],
+                               self.settings, self.random_state, f"zeroshot-kd teacher {self.teacher_spec!r}")
         teacher_mu = np.zeros((len(dataset), self.n_components), np.float32)
         teacher_logvar = np.zeros_like(teacher_mu)
         teacher_mu[rows], teacher_logvar[rows] = self._posterior(self.teacher, x[rows])
@@ -140,16 +147,12 @@ class KDBaseline(Baseline):
                 continue
             target = view if view in dataset.bow else language
             student_rows = rows & dataset.has_view(view) & dataset.has_view(target)
-            check_ctm_batch(int(student_rows.sum()), self.settings["batch_size"],
-                            f"zeroshot-kd student {view!r} (tuples that pair it with the teacher)")
             contextual = np.concatenate([dataset.embeddings[view], teacher_mu, teacher_logvar], axis=1)[student_rows]
-            seed_ctm(self.random_state)
-            student = KDStudent(bow_size=len(self.vocabularies[target]),
-                                contextual_size=dataset.embeddings[view].shape[1], learn_priors=False,
-                                **self.settings)
-            student.fit(BatchedCTMDataset(contextual, dataset.bow[target][student_rows],
-                                   dict(enumerate(self.vocabularies[target]))), do_train_predictions=False)
-            self.students[view] = student
+            # The student's network reads the view's embedding; the teacher's posterior rides along.
+            self.students[view] = fit_ctm(
+                KDStudent, contextual, dataset.bow[target][student_rows], self.vocabularies[target], self.settings,
+                self.random_state, f"zeroshot-kd student {view!r} (tuples that pair it with the teacher)",
+                contextual_size=dataset.embeddings[view].shape[1], learn_priors=False)
             self.decoded_language[view] = target
         order = {v: i for i, v in enumerate(dataset.view_names)}
         self.language_views = sorted({language, *self.decoded_language.values()}, key=order.__getitem__)
@@ -158,16 +161,14 @@ class KDBaseline(Baseline):
     # -- outputs ----------------------------------------------------------------------------------
     def get_thetas(self, dataset: MultiViewDataset, n_samples: int = 20, view: str | None = None,
                    seed: int | None = None) -> np.ndarray:
-        if self.teacher is None:
-            raise RuntimeError("zeroshot-kd: call fit first")
+        self._check_fitted()
         view = self._check_view(dataset, view)
         model = self.teacher if view == self.teacher_spec else self.students[view]
         theta = ctm_thetas(model, dataset.embeddings[view][dataset.has_view(view)], n_samples, seed, view)
         return rows_or_nan(dataset, view, theta, self.n_components)
 
     def get_topic_lists(self, k: int = 10, language: str | None = None) -> list[list[str]]:
-        if self.teacher is None:
-            raise RuntimeError("zeroshot-kd: call fit first")
+        self._check_fitted()
         language = language or self.language
         if language == self.language:
             return self.teacher.get_topic_lists(k)

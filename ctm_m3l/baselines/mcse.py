@@ -13,7 +13,7 @@ from torch import nn
 from ..data import MultiViewDataset
 from ..losses import multiview_info_nce
 from .._common import resolve_device
-from .._validation import check_int
+from .._validation import Interval, Names, NoneValue, check_is_fitted, check_views, validate_params
 
 __all__ = ["MCSEAligner"]
 
@@ -34,18 +34,21 @@ class MCSEAligner:
         device, random_state: as in :class:`ctm_m3l.M3LTM`.
     """
 
+    _parameter_constraints: dict[str, list] = {
+        "views": [Names("view names", min_length=2)],
+        "dim": [Interval(int, 1, None)],
+        "hidden_size": [NoneValue(), Interval(int, 1, None)],
+        "temperature": [Interval(float, 0, None, closed="neither")],
+        "num_epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 2, None)],
+        "lr": [Interval(float, 0, None, closed="neither")],
+        "random_state": [NoneValue(), Interval(int, None, None)],
+    }
+
     def __init__(self, views: Sequence[str], dim: int = 256, hidden_size: int | None = None,
                  temperature: float = 0.05, num_epochs: int = 50, batch_size: int = 256, lr: float = 1e-3,
                  device: Any = None, random_state: int | None = None) -> None:
-        if isinstance(views, str) or len(views) < 2 or len(set(views)) != len(views):
-            raise ValueError(f"MCSEAligner needs at least two distinct views, got {views!r}")
-        check_int("dim", dim, 1)
-        check_int("num_epochs", num_epochs, 1)
-        check_int("batch_size", batch_size, 2)
-        if hidden_size is not None:
-            check_int("hidden_size", hidden_size, 1)
-        if not temperature > 0 or not lr > 0:
-            raise ValueError("temperature and lr must be > 0")
+        validate_params(self._parameter_constraints, locals(), "MCSEAligner")
         self.views = list(views)
         self.dim, self.hidden_size, self.temperature = dim, hidden_size, float(temperature)
         self.num_epochs, self.batch_size, self.lr = num_epochs, batch_size, float(lr)
@@ -60,9 +63,7 @@ class MCSEAligner:
         return nn.Sequential(nn.Linear(size, self.hidden_size), nn.ReLU(), nn.Linear(self.hidden_size, self.dim))
 
     def fit(self, dataset: MultiViewDataset) -> "MCSEAligner":
-        missing = [v for v in self.views if v not in dataset.view_names]
-        if missing:
-            raise ValueError(f"MCSEAligner: view(s) {missing} are not in the dataset ({dataset.view_names})")
+        check_views(dataset, self.views, "MCSEAligner")
         mask = np.stack([dataset.has_view(v) for v in self.views])  # (V, n)
         if not (mask.sum(axis=0) >= 2).any():
             raise ValueError("MCSEAligner: no tuple has two of the views; there is nothing to align")
@@ -99,8 +100,7 @@ class MCSEAligner:
     def transform(self, dataset: MultiViewDataset, view: str) -> np.ndarray:
         """``(n, dim)`` unit vectors of ``view``'s items in the shared space; NaN rows where
         a tuple lacks the view."""
-        if self.heads is None:
-            raise RuntimeError("MCSEAligner is not fitted: call fit(dataset) first")
+        check_is_fitted(self, "heads")
         if view not in self.views:
             raise ValueError(f"MCSEAligner: unknown view {view!r}; aligned views: {self.views}")
         a = self.views.index(view)

@@ -18,7 +18,7 @@ from scipy.special import digamma
 
 from ..data import MultiViewDataset
 from .._common import view_seed
-from .._validation import check_int
+from .._validation import Boolean, Interval, Names, NoneValue, validate_params
 from .base import Baseline
 
 __all__ = ["PLTM"]
@@ -112,22 +112,29 @@ class PLTM(Baseline):
     """
 
     name = "pltm"
+    _fitted_attribute = "n_wk"
+    _parameter_constraints: dict[str, list] = {
+        "languages": [Names("language views")],
+        "n_components": [Interval(int, 1, None)],
+        "alpha": [NoneValue(), Interval(float, 0, None, closed="neither")],
+        "beta": [Interval(float, 0, None, closed="neither")],
+        "n_iterations": [Interval(int, 1, None)],
+        "optimize_alpha": [Boolean()],
+        "optimize_interval": [Interval(int, 1, None)],
+        "burn_in": [Interval(int, 0, None)],
+        "inference_iterations": [Interval(int, 1, None)],
+        "random_state": [Interval(int, None, None)],
+    }
 
     def __init__(self, languages: Sequence[str], n_components: int = 100, alpha: float | None = None,
                  beta: float = 0.01, n_iterations: int = 1000, optimize_alpha: bool = False,
                  optimize_interval: int = 20, burn_in: int = 100, inference_iterations: int = 100,
                  random_state: int = 0) -> None:
-        if isinstance(languages, str) or not languages:
-            raise ValueError("PLTM needs a list of languages (text views)")
-        check_int("n_components", n_components, 1)
-        check_int("n_iterations", n_iterations, 1)
-        check_int("inference_iterations", inference_iterations, 1)
+        validate_params(self._parameter_constraints, locals(), "PLTM")
         self.views = list(languages)
         self.language_views = list(languages)
         self.n_components = n_components
         self.alpha = np.full(n_components, 50.0 / n_components if alpha is None else float(alpha))
-        if not beta > 0 or not (self.alpha > 0).all():
-            raise ValueError("alpha and beta must be > 0")
         self.beta = float(beta)
         self.n_iterations, self.optimize_alpha = n_iterations, optimize_alpha
         self.optimize_interval, self.burn_in = optimize_interval, burn_in
@@ -198,8 +205,7 @@ class PLTM(Baseline):
     # -- outputs --------------------------------------------------------------------------------
     def topic_word(self, language: str) -> np.ndarray:
         """``(K, V_l)`` topic-word distributions of ``language``."""
-        if self.n_wk is None:
-            raise RuntimeError("pltm: call fit first")
+        self._check_fitted()
         if language not in self.views:
             raise ValueError(f"pltm has topics in {self.views}, not in {language!r}")
         lang = self.views.index(language)
@@ -217,8 +223,7 @@ class PLTM(Baseline):
         """Topic mixtures of one language's documents, sampled with phi fixed; the mean of the
         last ``min(n_samples, inference_iterations // 2)`` sweeps.  Tuples without the view get
         NaN rows; documents with no known word get the prior mean."""
-        if self.n_wk is None:
-            raise RuntimeError("pltm: call fit first")
+        self._check_fitted()
         view = self._check_view(dataset, view)
         self._check(dataset, [view])
         if dataset.vocabularies[view] != self.vocabularies[view]:

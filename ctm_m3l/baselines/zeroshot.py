@@ -9,8 +9,10 @@ import numpy as np
 from contextualized_topic_models.models.ctm import ZeroShotTM
 
 from ..data import MultiViewDataset
-from .._validation import check_int
-from .base import Baseline, BatchedCTMDataset, check_ctm_batch, check_one_space, ctm_thetas, rows_or_nan, seed_ctm
+from .._validation import (InstanceOf, Interval, InvalidParameterError, Names, NoneValue, PositiveInts,
+                           validate_params)
+from ._ctm import ctm_thetas, fit_ctm
+from .base import Baseline, check_one_space, rows_or_nan
 from .mcse import MCSEAligner
 
 __all__ = ["ZeroShotBaseline"]
@@ -32,15 +34,23 @@ class ZeroShotBaseline(Baseline):
     """
 
     name = "zeroshot"
+    _parameter_constraints: dict[str, list] = {
+        "views": [Names("view names")],
+        "aligner": [NoneValue(), InstanceOf(MCSEAligner, "an MCSEAligner")],
+        "n_components": [Interval(int, 1, None)],
+        "num_epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 2, None)],
+        "lr": [Interval(float, 0, None, closed="neither")],
+        "hidden_sizes": [PositiveInts()],
+        "random_state": [NoneValue(), Interval(int, None, None)],
+    }
 
     def __init__(self, train_view: str, views: Sequence[str], aligner: MCSEAligner | None = None,
                  n_components: int = 100, num_epochs: int = 100, batch_size: int = 64, lr: float = 2e-3,
                  hidden_sizes: tuple = (100,), random_state: int | None = None, **ctm_kwargs: Any) -> None:
+        validate_params(self._parameter_constraints, locals(), "ZeroShotBaseline")
         if train_view not in views:
-            raise ValueError(f"train_view {train_view!r} must be one of views {list(views)}")
-        if aligner is not None and not isinstance(aligner, MCSEAligner):
-            raise TypeError("aligner must be an MCSEAligner or None")
-        check_int("n_components", n_components, 1)
+            raise InvalidParameterError(f"ZeroShotBaseline: train_view {train_view!r} must be one of views {list(views)}")
         self.train_view, self.views, self.aligner = train_view, list(views), aligner
         self.n_components, self.num_epochs, self.batch_size, self.lr = n_components, num_epochs, batch_size, lr
         self.hidden_sizes, self.random_state, self.ctm_kwargs = tuple(hidden_sizes), random_state, ctm_kwargs
@@ -62,31 +72,23 @@ class ZeroShotBaseline(Baseline):
             self.aligner.fit(dataset)
         data = self._aligned(dataset)
         has = data.has_view(self.train_view)
-        check_ctm_batch(int(has.sum()), self.batch_size, f"zeroshot on {self.train_view!r}")
-        bow = data.bow[self.train_view][has]
         self.vocabulary = list(data.vocabularies[self.train_view])
-        seed_ctm(self.random_state)
-        train = BatchedCTMDataset(X_contextual=data.embeddings[self.train_view][has], X_bow=bow,
-                           idx2token=dict(enumerate(self.vocabulary)))
-        self.ctm = ZeroShotTM(bow_size=len(self.vocabulary), contextual_size=train.X_contextual.shape[1],
-                              n_components=self.n_components, num_epochs=self.num_epochs,
-                              batch_size=self.batch_size, lr=self.lr, hidden_sizes=self.hidden_sizes,
-                              num_data_loader_workers=0, **self.ctm_kwargs)
-        self.ctm.fit(train, do_train_predictions=False)
+        settings = dict(n_components=self.n_components, num_epochs=self.num_epochs, batch_size=self.batch_size,
+                        lr=self.lr, hidden_sizes=self.hidden_sizes, num_data_loader_workers=0, **self.ctm_kwargs)
+        self.ctm = fit_ctm(ZeroShotTM, data.embeddings[self.train_view][has], data.bow[self.train_view][has],
+                           self.vocabulary, settings, self.random_state, f"zeroshot on {self.train_view!r}")
         return self
 
     def get_thetas(self, dataset: MultiViewDataset, n_samples: int = 20, view: str | None = None,
                    seed: int | None = None) -> np.ndarray:
-        if self.ctm is None:
-            raise RuntimeError("zeroshot: call fit first")
+        self._check_fitted()
         view = self._check_view(dataset, view)
         data = self._aligned(dataset)
         theta = ctm_thetas(self.ctm, data.embeddings[view][data.has_view(view)], n_samples, seed, view)
         return rows_or_nan(dataset, view, theta, self.n_components)
 
     def get_topic_lists(self, k: int = 10, language: str | None = None) -> list[list[str]]:
-        if self.ctm is None:
-            raise RuntimeError("zeroshot: call fit first")
+        self._check_fitted()
         if language not in (None, self.train_view):
             raise ValueError(f"zeroshot has topics only in its training language {self.train_view!r}, "
                              f"not {language!r}")
