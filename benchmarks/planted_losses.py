@@ -1,6 +1,6 @@
-"""M3L-Contrast's loss variants on planted data (the test suite's `prepare()`): what aligns?
+"""M3L-Contrast's loss variants on planted data (the test suite's): what aligns?
 
-800 training tuples generated from 5 shared topics (tests/planted.py): English and German
+800 training tuples generated from 5 shared topics (ctm_m3l.data.synthetic): English and German
 texts with their own vocabularies, and for each view (en, de, image) embeddings from its own
 random linear map of the true topic proportions, so no two views' embeddings are aligned.
 Trains 50 epochs per loss and prints the MRR of retrieving each of 200 held-out tuples'
@@ -9,17 +9,14 @@ topic distribution (chance 0.03), and the mean largest topic share of the Englis
 
     python benchmarks/planted_losses.py          # ~1 minute per loss on one thread
 """
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from planted import mrr  # noqa: E402
-from test_model import K, VIEWS, prepare  # noqa: E402
+from ctm_m3l import M3LTM
+from ctm_m3l.data.synthetic import planted_datasets
+from ctm_m3l.evaluation import mrr
 
-from ctm_m3l import M3LTM  # noqa: E402
+VIEWS, K = ["en", "de", "image"], 5
 
 GAUSSIAN = {"pair_kl_on": "posterior", "similarity": "dot"}
 VARIANTS = {
@@ -36,7 +33,7 @@ VARIANTS = {
 
 def main():
     torch.set_num_threads(1)
-    _, train, test = prepare()
+    _, train, test = planted_datasets(n_topics=K)
     print(f"chance MRR {np.mean(1.0 / np.arange(1, len(test) + 1)):.3f}", flush=True)
     for name, options in VARIANTS.items():
         model = M3LTM(views=VIEWS, n_components=K, num_epochs=50, random_state=0, **options)

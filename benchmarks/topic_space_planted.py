@@ -1,6 +1,6 @@
 """How sharp and aligned the topic space is, per model variant, on planted tuples.
 
-8 planted topics, 1,500 training / 300 held-out tuples (tests/planted.py: English and German
+8 planted topics, 1,500 training / 300 held-out tuples (ctm_m3l.data.synthetic: English and German
 texts with their own vocabularies, and for each of en, de, image an embedding from its own
 random linear map of the true topic proportions, so no two views' embeddings are aligned),
 batch 64, 60 epochs.  For each variant and seed it prints the MRR of every ordered view pair
@@ -13,18 +13,15 @@ English texts (peakedness; a flat 8-topic mixture gives 0.125).
 """
 import argparse
 import itertools
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from planted import mrr, planted_tuples  # noqa: E402
-
-from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView  # noqa: E402
+from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
+from ctm_m3l.data.synthetic import planted_tuples
+from ctm_m3l.evaluation import mrr
 
 VIEWS = ["en", "de", "image"]
 TOPICS = 8

@@ -18,7 +18,6 @@ so a killed process loses at most one epoch and the ledger picks up where it sto
 ``--report`` prints the ledger's means and sample SDs per setting, system and variant.
 """
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from topic_space_multi30k import VARIANTS  # noqa: E402
 
 from ctm_m3l import ImageView, M3LDataPreparation, TextView, load_multi30k  # noqa: E402
-from ctm_m3l.experiments import _append_run, _read_runs, _software, run_system  # noqa: E402
+from ctm_m3l.experiments import append_run, read_runs, run_system, software  # noqa: E402
 
 SETTINGS = {
     "en-de": ("comparable", ("en", "de")),
@@ -51,7 +50,7 @@ def _key(setting, system, variant, seed, args):
 
 
 def _report(ledger: Path) -> None:
-    done = _read_runs(ledger, print)
+    done = read_runs(ledger, print)
     groups: dict[tuple, list[dict]] = {}
     for record in done.values():
         groups.setdefault((record["setting"], record["system"], record["variant"]), []).append(record)
@@ -85,7 +84,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.report:
         return _report(args.ledger)
-    done = _read_runs(args.ledger, print)
+    done = read_runs(args.ledger, print)
     for setting in args.settings:
         layout, names = SETTINGS[setting]
         todo = [(system, variant, seed) for system in args.systems
@@ -115,8 +114,8 @@ def main(argv=None):
             first_text = names[0]
             record = {"key": key, "setting": setting, "system": system, "variant": variant, "seed": seed,
                       "model": result["model"], "metrics": result["metrics"], "seconds": result["seconds"],
-                      "software": _software(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            _append_run(args.ledger, record)
+                      "software": software(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            append_run(args.ledger, record)
             shown = {k: round(v, 3) for k, v in result["metrics"].items()
                      if k.startswith(("mrr_", "uap_", "npmi_", "diversity_", "largest_share_")) and "100" not in k
                      and (k.startswith(f"mrr_{first_text}_") or k.startswith(("uap_", "npmi", "diversity", "largest")))}

@@ -71,7 +71,7 @@ def main():
         if args.compile:
             models["M3LTM compiled"] = M3LTM(views=["en", "de", "image"], n_components=100, batch_size=batch_size,
                                              num_epochs=1, device=args.device, random_state=0, torch_compile=True)
-        epochs = {"CTM": lambda: ctm.fit(ctm_data, n_samples=1, do_train_predictions=False)}
+        epochs = {"CTM": lambda ctm=ctm: ctm.fit(ctm_data, n_samples=1, do_train_predictions=False)}
         for name, model in models.items():
             epochs[name] = lambda model=model: model.fit(data, progress_bar=False)
         for name, epoch in epochs.items():  # warm-up (and, compiled, the one-off compilation)

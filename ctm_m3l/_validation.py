@@ -13,13 +13,13 @@ also makes an example of a value it refuses, from which the tests are generated.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["InvalidParameterError", "NotFittedError", "Interval", "Options", "Boolean", "NoneValue",
-           "Names", "PositiveInts", "WeightMap", "InstanceOf", "validate_params", "check_int", "check_is_fitted",
-           "check_views"]
+__all__ = ["InvalidParameterError", "NotFittedError", "Interval", "Options", "Boolean", "NoneValue", "Names",
+           "Strings", "Satisfies", "PositiveInts", "WeightMap", "InstanceOf", "validate_params", "check_int",
+           "check_is_fitted", "check_views"]
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -157,6 +157,36 @@ class Names(_Constraint):
     def __str__(self) -> str:
         least = f"a list of at least {self.min_length} " if self.min_length > 1 else "a non-empty list of "
         return f"{least}{self.what} (distinct non-empty strings), e.g. ['en', 'de', 'image']"
+
+
+class Strings(_Constraint):
+    """A list (or other iterable, not a string) of strings."""
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return (not isinstance(value, (str, bytes)) and isinstance(value, Iterable)
+                and all(isinstance(v, str) for v in value))
+
+    def invalid_example(self) -> Any:
+        return [1, 2]
+
+    def __str__(self) -> str:
+        return "a list of strings"
+
+
+class Satisfies(_Constraint):
+    """Any value ``test(value)`` accepts; ``description`` says what that is."""
+
+    def __init__(self, test, description: str, invalid: Any) -> None:
+        self.test, self.description, self.invalid = test, description, invalid
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return bool(self.test(value))
+
+    def invalid_example(self) -> Any:
+        return self.invalid
+
+    def __str__(self) -> str:
+        return self.description
 
 
 class PositiveInts(_Constraint):

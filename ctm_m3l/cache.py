@@ -79,7 +79,7 @@ class EmbeddingStore:
     def close(self) -> None:
         self._connection.close()
 
-    def __enter__(self) -> "EmbeddingStore":
+    def __enter__(self) -> EmbeddingStore:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -196,8 +196,8 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     parser.add_argument("--cache-dir", default=None, help="folder to cache embeddings in")
     parser.add_argument("--encoder-backend", choices=("torch", "openvino"), default="torch",
-                        help="run the encoders with torch (default) or OpenVINO (CPU, faster; same embeddings to "
-                             "cosine 0.9999; needs the openvino package)")
+                        help="run the encoders with torch (default) or OpenVINO (CPU, faster, the same embeddings "
+                             "to rounding; needs the openvino package)")
     parser.add_argument("--loss-weights", nargs="*", metavar="KEY=WEIGHT",
                         help="M3L-Contrast's loss weights: reconstruction (default 1), prior_kl (KL to the topic "
                              "prior, default 0 as in Eq. 1), pair_kl (default 1), contrastive (s, default 50)")
@@ -211,13 +211,12 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
     parser.add_argument("--torch-compile", action="store_true", help=_COMPILE_HELP)
 
 
-_COMPILE_HELP = ("train M3L-Contrast with its training step compiled by torch.compile: ~0.65-0.85x the epoch time "
-                 "on CPU after a compilation of under a minute (needs a C++ compiler; falls back to eager with a "
-                 "warning)")
+_COMPILE_HELP = ("train M3L-Contrast with its training step compiled by torch.compile: faster epochs after a "
+                 "one-off compilation (needs a C++ compiler; falls back to eager with a warning)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(prog="ctm-m3l", description="Multilingual and multimodal topic models (M3L-Contrast).")
     parser.add_argument("--version", action="version", version=f"ctm-m3l {__version__}")
@@ -269,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--jobs", type=int, default=1,
                      help="runs trained at once, each in its own process with (CPU cores / jobs) torch threads "
                           "(default 1); these small networks are bound by per-operator overhead, so on CPU "
-                          "--jobs 2 on 2 cores finishes ~1.7x the runs per hour")
+                          "several one-thread jobs finish more runs per hour than one job with every core")
     rep.add_argument("--cache-dir", default=None, help="folder to cache embeddings in")
     rep.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     rep.add_argument("--torch-compile", action="store_true",

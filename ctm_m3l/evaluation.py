@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+
+from .data.io import repeated_ids
 
 __all__ = [
     "jsd_matrix", "mean_jsd", "distance_matrix", "relevance_by_id", "mrr", "uap", "recall_at_k",
@@ -57,11 +58,6 @@ def distance_matrix(query: np.ndarray, target: np.ndarray, distance: str = "jsd"
         t = target / np.maximum(np.linalg.norm(target, axis=1, keepdims=True), 1e-12)
         return 1.0 - q @ t.T
     raise ValueError(f"distance must be 'jsd' or 'cosine', got {distance!r}")
-
-
-def repeated_ids(ids: Sequence) -> list:
-    """The ids that occur more than once in ``ids``, compared as given (``1`` is not ``"1"``)."""
-    return [value for value, n in Counter(ids).items() if n > 1]
 
 
 def relevance_by_id(query_ids: Sequence, target_ids: Sequence) -> np.ndarray:

@@ -26,8 +26,18 @@ import torch
 from contextualized_topic_models.models.ctm import ZeroShotTM
 
 from ._common import resolve_device, view_seed
-from ._validation import (Boolean, Interval, InvalidParameterError, Names, NoneValue, Options, PositiveInts,
-                          WeightMap, check_int, validate_params)
+from ._validation import (
+    Boolean,
+    Interval,
+    InvalidParameterError,
+    Names,
+    NoneValue,
+    Options,
+    PositiveInts,
+    WeightMap,
+    check_int,
+    validate_params,
+)
 from .baselines.base import Baseline
 from .data import MultiViewDataset
 from .inference import TopicModelMixin
@@ -190,7 +200,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             delta: float = 0, n_samples: int = 20, do_train_predictions: bool = False,
             progress_bar: bool = True, checkpoint_dir: str | os.PathLike | None = None,
             checkpoint_every: int = 1, resume_from: str | os.PathLike | None = None,
-            distributed: bool = False) -> "M3LTM":
+            distributed: bool = False) -> M3LTM:
         """Train on ``train_dataset`` (CTM's ``fit`` signature, plus checkpoints and DDP).
 
         Args:
@@ -237,7 +247,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             warnings.warn(f"a one-view M3LTM ({self.views[0]!r}) has no pairwise KL and no InfoNCE, and with "
                           "loss_weights['prior_kl'] = 0 (the default) nothing regularises its posterior: it "
                           "trains as an autoencoder. For a one-view topic model pass "
-                          "loss_weights={'prior_kl': 1} (CTM's VAE objective) or use ZeroShotTM")
+                          "loss_weights={'prior_kl': 1} (CTM's VAE objective) or use ZeroShotTM", stacklevel=2)
         self.model_dir = save_dir
         self.validation_data = validation_dataset
         seed = self.random_state if self.random_state is not None else int(torch.randint(0, 2**62, (1,)).item())
@@ -295,7 +305,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         return save_model(self, models_dir, preparation)
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, device: Any = None) -> "M3LTM":
+    def load(cls, model_dir: str | os.PathLike, device: Any = None) -> M3LTM:
         """Load a model saved with :meth:`save` (no training data needed).
 
         Every file is checked against the folder's manifest and the sizes in ``config.json``

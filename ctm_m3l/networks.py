@@ -82,7 +82,7 @@ def _all_reduce(t: torch.Tensor) -> torch.Tensor:
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """``F.dropout``; on CPU computed as ``x * (rand >= p) / (1 - p)``, the same distribution
-    in ~0.6x the time (torch's CPU ``bernoulli_`` draws its numbers one by one).  Both draw
+    in less time (torch's CPU ``bernoulli_`` draws its numbers one by one).  Both draw
     from torch's generator, so a seed fixes the masks, eagerly and compiled alike."""
     if not training or p == 0:
         return x

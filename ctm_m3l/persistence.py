@@ -398,7 +398,7 @@ def saved_settings(config: dict) -> dict:
 
 def model_config(model) -> dict[str, Any]:
     """What ``config.json`` (and a checkpoint's metadata) records of a fitted model."""
-    from . import __version__
+    from ._version import __version__
 
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "ctm_m3l_version": __version__,
             "settings": model._settings(), "view_kinds": model.view_kinds,

@@ -13,9 +13,11 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ClassVar
 
 import regex
+
+from ._validation import InstanceOf, Interval, NoneValue, Options, Satisfies, Strings, validate_params
 
 __all__ = ["TextView", "ImageView", "View", "tokenize", "resolve_language", "validate_views", "KNOWN_TOKENIZERS"]
 
@@ -333,48 +335,38 @@ class TextView:
     """
 
     name: str
-    encoder: Union[str, Callable[[list], Any], None] = None
-    stopwords: Union[str, Sequence[str], None] = _DEFAULT
+    encoder: str | Callable[[list], Any] | None = None
+    stopwords: str | Sequence[str] | None = _DEFAULT
     vocabulary_size: int = 2000
     language: str | None = None
     min_word_length: int | None = None
     max_seq_length: int = 128
-    tokenizer: Union[str, Callable[[str], Any], None] = None
+    tokenizer: str | Callable[[str], Any] | None = None
     kind: str = field(default="text", init=False)
     _tokenizer_function: Any = field(default=None, init=False, repr=False, compare=False)
+
+    #: What each field may be (checked by ``__post_init__``; ``name`` and ``encoder`` by their own checks).
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "stopwords": [Options(_DEFAULT), NoneValue(), Strings()],
+        "vocabulary_size": [Interval(int, 1, None)],
+        "language": [NoneValue(), InstanceOf(str, "an ISO 639-1 code string")],
+        "min_word_length": [NoneValue(), Interval(int, 1, None)],
+        "max_seq_length": [Interval(int, 1, None)],
+        "tokenizer": [NoneValue(), Satisfies(callable, "a function str -> list of words", 3),
+                      InstanceOf(Withheld, "a withheld tokenizer"),
+                      Satisfies(lambda t: isinstance(t, str) and ":" in t, "'module:function'", "jieba")],
+    }
 
     def __post_init__(self) -> None:
         _check_name(self.name, "TextView")
         _check_encoder(self.name, self.encoder)
-        if self.tokenizer is not None and not callable(self.tokenizer) \
-                and not isinstance(self.tokenizer, Withheld) \
-                and not (isinstance(self.tokenizer, str) and ":" in self.tokenizer):
-            raise TypeError(f"view {self.name!r}: tokenizer must be a function str -> list of words, "
-                            f"'module:function' or None; got {self.tokenizer!r}")
-        if isinstance(self.vocabulary_size, bool) or not isinstance(self.vocabulary_size, int) \
-                or self.vocabulary_size < 1:
-            raise ValueError(
-                f"view {self.name!r}: vocabulary_size must be a positive int, got {self.vocabulary_size!r}"
-            )
+        validate_params(self._parameter_constraints, vars(self), f"view {self.name!r}")
         if self.language is None:
             self.language = resolve_language(self.name)
         if self.min_word_length is None:
             self.min_word_length = 1 if self.language in _ONE_CHARACTER_WORDS else 2
-        if isinstance(self.min_word_length, bool) or not isinstance(self.min_word_length, int) \
-                or self.min_word_length < 1:
-            raise ValueError(f"view {self.name!r}: min_word_length must be an int >= 1")
-        if isinstance(self.stopwords, str) and self.stopwords != _DEFAULT:
-            raise TypeError(
-                f"view {self.name!r}: stopwords must be 'auto', a list of words or None, "
-                f"got the string {self.stopwords!r}"
-            )
         if self.stopwords is not None and not isinstance(self.stopwords, str):
-            if not isinstance(self.stopwords, Iterable) or not all(
-                    isinstance(w, str) for w in self.stopwords):
-                raise TypeError(f"view {self.name!r}: stopwords must be a list of strings")
             self.stopwords = list(self.stopwords)
-        if self.language is not None and not isinstance(self.language, str):
-            raise TypeError(f"view {self.name!r}: language must be an ISO 639-1 code string")
 
     def stopword_set(self) -> frozenset[str]:
         """The stop words this view removes (loads NLTK's list on first use)."""
@@ -450,22 +442,23 @@ class ImageView:
     """
 
     name: str
-    encoder: Union[str, Callable[[list], Any], None] = None
+    encoder: str | Callable[[list], Any] | None = None
     on_error: str = "raise"
     kind: str = field(default="image", init=False)
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {"on_error": [Options("raise", "skip")]}
 
     def __post_init__(self) -> None:
         _check_name(self.name, "ImageView")
         _check_encoder(self.name, self.encoder)
-        if self.on_error not in ("raise", "skip"):
-            raise ValueError(f"view {self.name!r}: on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        validate_params(self._parameter_constraints, vars(self), f"view {self.name!r}")
 
     def to_config(self) -> dict:
         return {"kind": "image", "name": self.name, "on_error": self.on_error,
                 "encoder": _encoder_config(self.encoder)}
 
 
-View = Union[TextView, ImageView]
+View = TextView | ImageView
 
 
 def view_from_config(config: dict, tokenizer: Any = None, encoder: Any = None, trust_remote_code: bool = False,

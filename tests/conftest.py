@@ -25,3 +25,13 @@ def multi30k_dir(shared_dir) -> Path:
     if not (root / "comparable").is_dir():
         pytest.skip("Multi30k data not found")
     return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers by kind: ``slow`` for tests/slow/, ``data`` for tests reading ../shared
+    (Multi30k, the shared photos); ``cpp`` and ``distributed`` are set by the tests."""
+    for item in items:
+        if HERE / "slow" in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.slow)
+        if {"shared_dir", "multi30k_dir"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.data)

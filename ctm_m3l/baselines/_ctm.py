@@ -11,18 +11,29 @@ import torch
 from contextualized_topic_models.datasets.dataset import CTMDataset
 
 from .._common import view_seed
+from .._validation import Interval, NoneValue, PositiveInts
 
-__all__ = ["BatchedCTMDataset", "fit_ctm", "ctm_thetas"]
+#: What the ZeroshotTM baselines accept of CTM's settings (their constraint tables share it).
+CTM_CONSTRAINTS: dict[str, list] = {
+    "n_components": [Interval(int, 1, None)],
+    "num_epochs": [Interval(int, 1, None)],
+    "batch_size": [Interval(int, 2, None)],
+    "lr": [Interval(float, 0, None, closed="neither")],
+    "hidden_sizes": [PositiveInts()],
+    "random_state": [NoneValue(), Interval(int, None, None)],
+}
+
+__all__ = ["CTM_CONSTRAINTS", "BatchedCTMDataset", "fit_ctm", "ctm_thetas"]
 
 
 class BatchedCTMDataset(CTMDataset):
     """CTM's dataset, read a batch at a time.
 
     CTM's ``DataLoader`` asks its dataset for one row at a time, and ``CTMDataset`` densifies
-    each sparse bag-of-words row on its own: on 2 CPU cores that took most of a ZeroShotTM
-    epoch (~6 s for 29,000 documents).  ``__getitems__`` (PyTorch's batched fetch) slices and
+    each sparse bag-of-words row on its own, which took most of a ZeroShotTM epoch on CPU
+    (``benchmarks/ctm_dataset_speed.py``).  ``__getitems__`` (PyTorch's batched fetch) slices and
     densifies the whole batch at once and hands CTM's collate the same rows, so training sees
-    the same tensors in the same order (``tests/test_baselines.py``), only sooner.  Labels,
+    the same tensors in the same order (``tests/integration/test_baselines.py``), only sooner.  Labels,
     which no baseline uses, take CTM's own path.
     """
 

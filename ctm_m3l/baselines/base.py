@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..data import MultiViewDataset
 from .._validation import check_is_fitted
+from ..data import MultiViewDataset
 
 
 class Baseline(ABC):
@@ -25,7 +25,7 @@ class Baseline(ABC):
     views: list[str]
 
     @abstractmethod
-    def fit(self, dataset: MultiViewDataset) -> "Baseline":
+    def fit(self, dataset: MultiViewDataset) -> Baseline:
         """Train on a :class:`MultiViewDataset`."""
 
     @abstractmethod

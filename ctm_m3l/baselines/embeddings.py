@@ -26,7 +26,7 @@ class EmbeddingRetrieval(Baseline):
         self.language_views: list[str] = []
         self.name = "embeddings+mcse" if aligner is not None else "embeddings"
 
-    def fit(self, dataset: MultiViewDataset) -> "EmbeddingRetrieval":
+    def fit(self, dataset: MultiViewDataset) -> EmbeddingRetrieval:
         if self.aligner is not None and self.aligner.heads is None:
             self.aligner.fit(dataset)
         if self.aligner is None:

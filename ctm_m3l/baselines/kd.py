@@ -17,11 +17,10 @@ import torch
 from contextualized_topic_models.models.ctm import ZeroShotTM
 from contextualized_topic_models.networks.decoding_network import DecoderNetwork
 
+from .._validation import InvalidParameterError, Names, check_views, validate_params
 from ..data import MultiViewDataset
 from ..losses import gaussian_kl, reconstruction_loss
-from .._validation import (Interval, InvalidParameterError, Names, NoneValue, PositiveInts, check_views,
-                           validate_params)
-from ._ctm import ctm_thetas, fit_ctm
+from ._ctm import CTM_CONSTRAINTS, ctm_thetas, fit_ctm
 from .base import Baseline, rows_or_nan
 
 __all__ = ["KDBaseline", "KDStudent"]
@@ -79,12 +78,7 @@ class KDBaseline(Baseline):
     _fitted_attribute = "teacher"
     _parameter_constraints: dict[str, list] = {
         "views": [Names("view names")],
-        "n_components": [Interval(int, 1, None)],
-        "num_epochs": [Interval(int, 1, None)],
-        "batch_size": [Interval(int, 2, None)],
-        "lr": [Interval(float, 0, None, closed="neither")],
-        "hidden_sizes": [PositiveInts()],
-        "random_state": [NoneValue(), Interval(int, None, None)],
+        **CTM_CONSTRAINTS,
     }
 
     def __init__(self, views: Sequence[str], teacher: str = "joint", language: str | None = None,
@@ -125,7 +119,7 @@ class KDBaseline(Baseline):
         return np.concatenate(mus), np.concatenate(logvars)
 
     # -- fit ------------------------------------------------------------------------------------
-    def fit(self, dataset: MultiViewDataset) -> "KDBaseline":
+    def fit(self, dataset: MultiViewDataset) -> KDBaseline:
         check_views(dataset, self.views, self.name)
         texts = [v for v in self.views if v in dataset.bow]
         language = self.language or (self.teacher_spec if self.teacher_spec != "joint" else (texts or [None])[0])

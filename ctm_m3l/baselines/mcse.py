@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import MultiViewDataset
-from ..losses import multiview_info_nce
 from .._common import resolve_device
 from .._validation import Interval, Names, NoneValue, check_is_fitted, check_views, validate_params
+from ..data import MultiViewDataset
+from ..losses import multiview_info_nce
 
 __all__ = ["MCSEAligner"]
 
@@ -62,7 +62,7 @@ class MCSEAligner:
             return nn.Linear(size, self.dim)
         return nn.Sequential(nn.Linear(size, self.hidden_size), nn.ReLU(), nn.Linear(self.hidden_size, self.dim))
 
-    def fit(self, dataset: MultiViewDataset) -> "MCSEAligner":
+    def fit(self, dataset: MultiViewDataset) -> MCSEAligner:
         check_views(dataset, self.views, "MCSEAligner")
         mask = np.stack([dataset.has_view(v) for v in self.views])  # (V, n)
         if not (mask.sum(axis=0) >= 2).any():

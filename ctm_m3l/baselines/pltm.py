@@ -16,9 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.special import digamma
 
-from ..data import MultiViewDataset
 from .._common import view_seed
 from .._validation import Boolean, Interval, Names, NoneValue, validate_params
+from ..data import MultiViewDataset
 from .base import Baseline
 
 __all__ = ["PLTM"]
@@ -173,7 +173,7 @@ class PLTM(Baseline):
         return doc_ptr, words, langs, counts
 
     # -- training -------------------------------------------------------------------------------
-    def fit(self, dataset: MultiViewDataset, progress_bar: bool = False) -> "PLTM":
+    def fit(self, dataset: MultiViewDataset, progress_bar: bool = False) -> PLTM:
         from tqdm.auto import tqdm
 
         self._check(dataset, self.views)

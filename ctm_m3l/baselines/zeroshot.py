@@ -8,10 +8,9 @@ from typing import Any
 import numpy as np
 from contextualized_topic_models.models.ctm import ZeroShotTM
 
+from .._validation import InstanceOf, InvalidParameterError, Names, NoneValue, validate_params
 from ..data import MultiViewDataset
-from .._validation import (InstanceOf, Interval, InvalidParameterError, Names, NoneValue, PositiveInts,
-                           validate_params)
-from ._ctm import ctm_thetas, fit_ctm
+from ._ctm import CTM_CONSTRAINTS, ctm_thetas, fit_ctm
 from .base import Baseline, check_one_space, rows_or_nan
 from .mcse import MCSEAligner
 
@@ -37,12 +36,7 @@ class ZeroShotBaseline(Baseline):
     _parameter_constraints: dict[str, list] = {
         "views": [Names("view names")],
         "aligner": [NoneValue(), InstanceOf(MCSEAligner, "an MCSEAligner")],
-        "n_components": [Interval(int, 1, None)],
-        "num_epochs": [Interval(int, 1, None)],
-        "batch_size": [Interval(int, 2, None)],
-        "lr": [Interval(float, 0, None, closed="neither")],
-        "hidden_sizes": [PositiveInts()],
-        "random_state": [NoneValue(), Interval(int, None, None)],
+        **CTM_CONSTRAINTS,
     }
 
     def __init__(self, train_view: str, views: Sequence[str], aligner: MCSEAligner | None = None,
@@ -65,7 +59,7 @@ class ZeroShotBaseline(Baseline):
         check_one_space(dataset, self.views, "ZeroshotTM feeds every view to one inference network")
         return dataset
 
-    def fit(self, dataset: MultiViewDataset) -> "ZeroShotBaseline":
+    def fit(self, dataset: MultiViewDataset) -> ZeroShotBaseline:
         if self.train_view not in dataset.bow:
             raise ValueError(f"zeroshot: train_view {self.train_view!r} is not a text view of the dataset")
         if self.aligner is not None and self.aligner.heads is None:

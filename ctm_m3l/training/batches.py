@@ -51,7 +51,7 @@ class DeviceData:
     n: int
 
     @classmethod
-    def from_dataset(cls, dataset, views: list[str], language_views: list[str], device: torch.device) -> "DeviceData":
+    def from_dataset(cls, dataset, views: list[str], language_views: list[str], device: torch.device) -> DeviceData:
         columns = [dataset.view_index(v) for v in views]
         mask = dataset.view_mask[:, columns]
         embeddings = [torch.from_numpy(np.ascontiguousarray(dataset.embeddings[v], dtype=np.float32)).to(device)

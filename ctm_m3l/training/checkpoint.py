@@ -11,9 +11,15 @@ from typing import Any
 
 import torch
 
-from .. import __version__
-from ..persistence import (FORMAT_VERSION, CheckpointMismatchError, check_finite, saved_settings, tensor_digest,
-                           write_atomic)
+from .._version import __version__
+from ..persistence import (
+    FORMAT_VERSION,
+    CheckpointMismatchError,
+    check_finite,
+    saved_settings,
+    tensor_digest,
+    write_atomic,
+)
 
 __all__ = ["CHECKPOINT_FILE", "EarlyStopping", "write_checkpoint", "restore_checkpoint", "checkpoint_epoch"]
 

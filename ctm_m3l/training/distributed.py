@@ -65,7 +65,7 @@ class _GatherWithGradient(torch.autograd.Function):
 
     Written out rather than ``torch.distributed.nn.functional.all_gather`` (whose backward
     is an all-to-all off NCCL): with that one, 2 gloo ranks gave InfoNCE gradients that
-    disagreed with the single-process computation (tests/test_distributed.py), although a
+    disagreed with the single-process computation (tests/slow/test_distributed.py), although a
     toy case agreed; the cause is not pinned down.  One ``all_reduce`` of a contiguous
     tensor is simple and matches.
     """

@@ -45,7 +45,8 @@ class FitLoop:
             self.data_parallel = DistributedDataParallel(
                 self.objective, device_ids=[e.device.index] if e.device.type == "cuda" else None)
             if compile:
-                warnings.warn("torch_compile is for single-process training; distributed training runs eagerly")
+                warnings.warn("torch_compile is for single-process training; distributed training runs eagerly",
+                              stacklevel=3)
         elif compile:
             self.compiled = compile_objective(self.objective)
 
@@ -88,7 +89,7 @@ class FitLoop:
                 return self.compiled(embeddings, noise, dense, present)
             except torch._dynamo.exc.TorchDynamoException as error:  # e.g. no C++ compiler
                 warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error)[:300]}); "
-                              "training continues without it")
+                              "training continues without it", stacklevel=2)
                 self.compiled = None
         bow = data.bow.entries(batch, local_host)
         if not dist_info:

@@ -11,8 +11,14 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from ..losses import (multiview_info_nce, pairwise_theta_kl, pairwise_view_kl, prior_kl, reconstruction_loss,
-                      sparse_reconstruction_loss)
+from ..losses import (
+    multiview_info_nce,
+    pairwise_theta_kl,
+    pairwise_view_kl,
+    prior_kl,
+    reconstruction_loss,
+    sparse_reconstruction_loss,
+)
 
 __all__ = ["Objective", "TERMS"]
 

@@ -2,15 +2,19 @@
 (format_version 2, weights_sha256 in config.json, preparation.json beside it), and the
 thetas that version gave for a few German texts, so later versions can be checked to load
 it and give the same numbers."""
-import json, sys
+import json
+import sys
 from pathlib import Path
+
 import numpy as np
+
 sys.path.insert(0, "tests")
-from planted import planted_tuples
 from ctm_m3l.cli import main
+from ctm_m3l.data.synthetic import planted_tuples
 
 out = Path("tests/data/legacy-format2")
-work = Path("/tmp/legacy-work"); work.mkdir(exist_ok=True)
+work = Path("/tmp/legacy-work")
+work.mkdir(exist_ok=True)
 rows, emb, _ = planted_tuples(70, n_topics=3, images=(), words_per_topic=4, dims={"en": 6, "de": 5}, seed=5)
 with open(work / "train.jsonl", "w") as fh:
     for r in rows[:60]:

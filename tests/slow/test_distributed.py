@@ -12,6 +12,8 @@ from safetensors.torch import load_file
 from ctm_m3l import M3LTM
 
 HERE = Path(__file__).resolve().parent
+pytestmark = pytest.mark.distributed  # torchrun with 2 gloo ranks
+
 PER_RANK_BATCH = 8
 ZERO_GRADIENT = ("prior_mean",)
 GLOBAL_BATCH = 2 * PER_RANK_BATCH
@@ -21,7 +23,7 @@ STEP_SETTINGS = dict(loss_weights={"prior_kl": 1.0})
 
 
 def make_train():
-    from test_model import prepare
+    from helpers import prepare
 
     train = prepare(n_train=96, n_test=4, image_share=0.6, seed=5)[1]
     # Rank 0's slice of the first global batch has every view, rank 1's lacks some images:
@@ -40,7 +42,8 @@ def make_model(**kwargs):
 
 
 def torchrun(tmp_path, mode):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])}
+    path = os.pathsep.join([str(HERE.parents[1]), str(HERE.parent), str(HERE)])  # the package, helpers, the worker
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          str(HERE / "distributed_worker.py"), str(tmp_path), mode],
@@ -54,7 +57,7 @@ def test_two_ranks_equal_one_process_on_the_global_batch(tmp_path):
 
     model = make_model(batch_size=GLOBAL_BATCH, **STEP_SETTINGS)
     train = make_train()
-    from test_model import start_fit
+    from helpers import start_fit
 
     loop, data = start_fit(model, train)
     torch.manual_seed(0)

@@ -1,5 +1,5 @@
-"""The paper's experiments on Multi30k: Tables 1, 2 and 4 and the topic-number and batch-size
-ablations (Figures 3-6), with several seeds, as JSON, Markdown tables and line plots."""
+"""Running the reproduction: the ledger (``runs.jsonl``, one finished run per line, appended
+as runs finish), serial or parallel workers, checkpoints of runs in progress."""
 from __future__ import annotations
 
 import datetime
@@ -11,60 +11,20 @@ import pickle
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .baselines.registry import DEFAULT_BATCH_SIZES, build_system
-from .data import M3LDataPreparation, load_multi30k
-from .evaluation import evaluate
-from .persistence import CheckpointMismatchError
-from .training.checkpoint import CHECKPOINT_FILE, checkpoint_epoch
-from .views import ImageView, TextView
-
-__all__ = ["ReproduceConfig", "reproduce"]
-
-
-@dataclass
-class ReproduceConfig:
-    """What to run.  The defaults are the paper's; :meth:`quick` is a small version."""
-
-    n_train: int | None = None            # None: all 29,000 training tuples
-    n_test: int | None = None             # None: all 1,014 validation tuples (242 with an image)
-    n_components: int = 100
-    num_epochs: int = 100
-    pltm_iterations: int = 1000
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    topic_numbers: list[int] = field(default_factory=lambda: [25, 50, 100])
-    batch_sizes: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
-    # (en encoder, de encoder, image encoder); offline by default, add e.g.
-    # ("clip-ViT-B-32-multilingual-v1", "clip-ViT-B-32-multilingual-v1", "clip-ViT-B-32") with network.
-    encoder_combos: list[tuple[str, str, str]] = field(
-        default_factory=lambda: [("offline:minilm", "offline:minilm", "offline:efficientnet-lite0")])
-    # Table 4 also runs every combination with its embeddings mapped into one space by MCSE
-    # heads fitted on the training tuples: aligned vs unaligned inputs with the encoders at hand.
-    table4_mcse: bool = True
-
-    @classmethod
-    def quick(cls) -> "ReproduceConfig":
-        return cls(n_train=1500, n_test=150, n_components=20, num_epochs=10, pltm_iterations=100, seeds=[0],
-                   topic_numbers=[10, 20], batch_sizes=[16, 32])
-
-
-def m3l_loss_label(options: dict | None = None) -> str:
-    """M3L-Contrast's loss as ``M3LTM(**options)`` trains it, in a few characters (part of a
-    run's key: results of another loss, e.g. an earlier default, never stand in for these)."""
-    from .model import M3LTM
-
-    model = M3LTM(views=["_"], **(options or {}))
-    w = model.weights
-    return (f"rec{w['reconstruction']:g}+prior{w['prior_kl']:g}+pair{w['pair_kl']:g}({model.pair_kl_on})"
-            f"+s{w['contrastive']:g}({model.similarity},tau{model.temperature:g})")
+from ..baselines.registry import build_system
+from ..data import M3LDataPreparation, load_multi30k
+from ..evaluation import evaluate
+from ..persistence import CheckpointMismatchError
+from ..training.checkpoint import CHECKPOINT_FILE, checkpoint_epoch
+from ..views import ImageView, TextView
+from .config import EXPERIMENTS, ReproduceConfig, _distinct, _plan, _Run
+from .report import _HEADLINE, _duration, _report
 
 
 def _prepare(root, config: ReproduceConfig, combo, cache_dir, device, words_only: bool = False):
@@ -127,151 +87,13 @@ def run_system(name, views, train, test, n_components, num_epochs, seed, batch_s
     return {"model": system.name, "metrics": evaluate(system, train, test, seed=seed), "seconds": seconds, **extra}
 
 
-def _summary(runs: list[dict], keys: list[str]) -> dict[str, tuple[float, float | None]]:
-    """``{metric: (mean, standard deviation)}`` over ``runs`` (seeds): the sample standard
-    deviation (``ddof=1``), ``None`` for a single run, which has no spread to show."""
-    out = {}
-    for key in keys:
-        values = [r["metrics"][key] for r in runs if key in r["metrics"]]
-        if values:
-            out[key] = (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None)
-    return out
-
-
-def _cell(mean: float, std: float | None) -> str:
-    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
-
-
-def _table(title: str, rows: dict[str, list[dict]], keys: list[str]) -> str:
-    """A Markdown table: one row per system, ``mean ± std`` of each metric over its runs."""
-    lines = [f"### {title}", "", "| system | n | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
-    for system, found in rows.items():
-        summary = _summary(found, keys)
-        cells = [_cell(*summary[k]) if k in summary else "-" for k in keys]
-        lines.append(f"| {system} | {len(found)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _line_figure(xs, series: dict[str, list[tuple[float, float | None]]], xlabel, ylabel, title):
-    """A matplotlib figure of one line per series, ``(mean, sd)`` at each ``x``, error bars
-    where any sd is known."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
-    for label, values in series.items():
-        means = np.array([v[0] for v in values])
-        stds = np.array([0.0 if v[1] is None else v[1] for v in values])
-        ax.errorbar(xs, means, yerr=stds if stds.any() else None, marker="o", capsize=3, label=label)
-    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_title(title)
-    if len(xs) > 1 and min(xs) > 0:
-        # Topic numbers and batch sizes double from point to point: a log2 axis spaces them
-        # evenly (on a linear one 16, 32 and 64 crowd into the first third of 16-128).
-        ax.set_xscale("log", base=2)
-        ax.minorticks_off()
-    ax.set_xticks(xs, [str(x) for x in xs])
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def _line_plot(path, xs, series, xlabel, ylabel, title):
-    import matplotlib.pyplot as plt
-
-    fig = _line_figure(xs, series, xlabel, ylabel, title)
-    fig.savefig(path)
-    plt.close(fig)
-
-
-EXPERIMENTS = ("table1", "table2", "topics", "batch", "table4")
 RUNS_FILE = "runs.jsonl"
+
+
 CHECKPOINTS_DIR = "checkpoints"  # M3L-Contrast runs in progress, one folder each (see run_system)
 
-# (key, title, views, systems, metric columns) of Tables 1 and 2.
-_TABLES = (
-    ("table1", "Table 1: multilingual (en, de)", "text", ("pltm", "zeroshot", "zeroshot-kd", "m3l"),
-     ["npmi_en", "npmi_de", "mrr_en_de", "jsd_en_de"]),
-    ("table2", "Table 2: multilingual and multimodal (en, de, image)", "all", ("zeroshot", "zeroshot-kd", "m3l"),
-     ["npmi_en", "npmi_de", "uap_en_image", "jsd_en_image", "uap_de_image", "jsd_de_image"]),
-)
-# (key, label, views, metric, y label) of the topic-number (Figures 3, 4) and batch-size (5, 6) ablations.
-_TOPIC_FIGURES = (("fig3", "en,de", "text", "mrr_en_de", "MRR en->de"),
-                  ("fig4", "en,de,image", "all", "uap_en_image", "UAP en->image"))
-_BATCH_FIGURES = (("fig5", "en,de", "text", "mrr_en_de", "MRR en->de"),
-                  ("fig6", "en,de,image", "all", "uap_en_image", "UAP en->image"))
-_TABLE4_KEYS = ["mrr_en_de", "jsd_en_de", "uap_en_image", "jsd_en_image", "uap_de_image", "jsd_de_image"]
 
-
-@dataclass(frozen=True)
-class _Run:
-    """One training and evaluation: everything its result depends on."""
-
-    system: str
-    views: str            # "text" (en, de) or "all" (en, de, image)
-    combo: int            # index into config.encoder_combos
-    n_components: int
-    batch_size: int | None
-    seed: int
-    mcse: bool = False    # embeddings aligned by MCSE heads (fitted on the training tuples) first
-
-    def key(self, config: ReproduceConfig) -> str:
-        """Identifies the run across invocations: the same key, the same result (runs are
-        seeded), so a finished run is never repeated, and a run of another configuration
-        (other data size, epochs...) never stands in for this one."""
-        length = f"iterations={config.pltm_iterations}" if self.system == "pltm" else f"epochs={config.num_epochs}"
-        batch = self.batch_size or DEFAULT_BATCH_SIZES.get(self.system)
-        return "|".join([self.system, self.views, "/".join(config.encoder_combos[self.combo])]
-                        + (["aligned=mcse"] if self.mcse else [])
-                        + ([f"loss={m3l_loss_label()}"] if self.system == "m3l" else [])
-                        + [f"train={config.n_train or 'all'}", f"test={config.n_test or 'all'}",
-                           f"K={self.n_components}", f"batch={batch or '-'}", length, f"seed={self.seed}"])
-
-
-def _plan(config: ReproduceConfig, only) -> list[tuple[str, _Run]]:
-    """``(experiment, run)`` pairs, one seed after another so that an interrupted run has
-    complete tables for its first seeds."""
-    plan = []
-    for seed in config.seeds:
-        for key, _, views, systems, _ in _TABLES:
-            if key in only:
-                plan += [(key, _Run(name, _table_views(name, views, only), 0, config.n_components, None, seed))
-                         for name in systems]
-        if "topics" in only:
-            for fig, _, views, _, _ in _TOPIC_FIGURES:
-                plan += [(f"{fig}_topics", _Run(name, views, 0, k, None, seed))
-                         for name in ("zeroshot", "m3l") for k in config.topic_numbers]
-        if "batch" in only:
-            for fig, _, views, _, _ in _BATCH_FIGURES:
-                plan += [(f"{fig}_batch", _Run("m3l", views, 0, config.n_components, b, seed))
-                         for b in config.batch_sizes]
-        if "table4" in only:
-            plan += [("table4", _Run("m3l", "all", c, config.n_components, None, seed, mcse))
-                     for c in range(len(config.encoder_combos))
-                     for mcse in ((False, True) if config.table4_mcse else (False,))]
-    return plan
-
-
-def _table_views(system: str, views: str, only) -> str:
-    """The views a table's run of ``system`` trains on.  ZeroshotTM-KD distils its students
-    from the English teacher one view at a time, each re-seeded as the teacher was, so the
-    all-views run's English teacher and German student are the text-only run's, to the bit
-    (``tests/test_baselines.py``): when Table 2 runs too, Table 1 reads its en/de metrics
-    from Table 2's run instead of training the teacher and the German student twice."""
-    return "all" if system == "zeroshot-kd" and views == "text" and "table2" in only else views
-
-
-def _distinct(plan, config: ReproduceConfig) -> dict[str, _Run]:
-    """The plan's runs by key, in plan order: a run two experiments share appears once."""
-    distinct: dict[str, _Run] = {}
-    for _, run in plan:
-        distinct.setdefault(run.key(config), run)
-    return distinct
-
-
-def _read_runs(path: Path, log) -> dict[str, dict]:
+def read_runs(path: Path, log) -> dict[str, dict]:
     """Finished runs of ``runs.jsonl`` by key; a line cut short by a killed process is skipped."""
     done = {}
     if not path.exists():
@@ -288,7 +110,7 @@ def _read_runs(path: Path, log) -> dict[str, dict]:
     return done
 
 
-def _append_run(path: Path, record: dict) -> None:
+def append_run(path: Path, record: dict) -> None:
     """Appends one finished run and forces it to disk before the next run starts."""
     torn = False
     if path.exists() and path.stat().st_size > 0:
@@ -325,15 +147,15 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
             ``"topics"``, ``"batch"``, ``"table4"``); default all.
         jobs: runs trained at once, each in its own process with ``cpu_count // jobs`` torch
             threads.  A step of these small networks is bound by per-operator overhead more
-            than by arithmetic, so on 2 cores 2 one-thread jobs finish ~1.7x the runs per hour
-            of one two-thread job (``benchmarks/train_speed.py`` with ``OMP_NUM_THREADS``).
+            than by arithmetic, so one-thread jobs, one per core, finish more runs per hour than
+            one job with every core (``benchmarks/train_speed.py`` with ``OMP_NUM_THREADS``).
             Runs finish out of order; each is still recorded as soon as it finishes.  Workers
             are started with ``spawn``: in a script, call ``reproduce`` under
             ``if __name__ == "__main__":`` (the CLI and notebooks need nothing).
-        torch_compile: M3L-Contrast runs train with ``M3LTM(torch_compile=True)``: on CPU ~0.85x
-            the time of an eager run with one thread per job (``benchmarks/train_speed.py``), for
-            a compilation of under a minute per run.  Not part of a run's identity: a compiled fit
-            follows the eager fit with the same seed (to rounding), so finished runs count either way.
+        torch_compile: M3L-Contrast runs train with ``M3LTM(torch_compile=True)``
+            (``benchmarks/train_speed.py`` measures the gain), after a compilation per run.  Not
+            part of a run's identity: a compiled fit follows the eager fit with the same seed (to
+            rounding), so finished runs count either way.
         train: ``False`` trains nothing and needs no data: the tables, ``results.json`` and the
             figures are written from the runs of this plan already in ``out/runs.jsonl`` (e.g.
             three seeds of Tables 1 and 2 while the ablations have one so far), and the log says
@@ -349,7 +171,7 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs_path = out / RUNS_FILE
-    done = _read_runs(runs_path, log)
+    done = read_runs(runs_path, log)
     plan = _plan(config, only)
     distinct = _distinct(plan, config)
     todo = [run for key, run in distinct.items() if key not in done]
@@ -358,7 +180,7 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
             f"writing the tables of those, training none of the {len(todo)} missing")
         return _report(out, config, plan, done, figures=True)
     log(f"{len(distinct)} distinct runs planned, {len(todo)} to do (finished runs are kept in {runs_path})")
-    software = _software()
+    versions = software()
     durations = []
     checkpoints = out / CHECKPOINTS_DIR
     if jobs > 1 and len(todo) > 1:
@@ -366,10 +188,10 @@ def reproduce(root: str | Path | None, out: str | Path, config: ReproduceConfig 
     else:
         finished = _run_serially(todo, config, root, cache_dir, device, log, torch_compile, checkpoints)
     for number, (run, result) in enumerate(finished, 1):
-        record = {"key": run.key(config), "run": asdict(run), **result, "software": software,
+        record = {"key": run.key(config), "run": asdict(run), **result, "software": versions,
                   "torch_compile": torch_compile,
-                  "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        _append_run(runs_path, record)
+                  "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+        append_run(runs_path, record)
         done[record["key"]] = record
         finished_checkpoint = _checkpoint_dir(checkpoints, run, config)
         if finished_checkpoint is not None:
@@ -394,7 +216,7 @@ def _time_left(durations: Sequence[float], remaining: int, jobs: int) -> float:
     return sum(durations) / len(durations) * remaining / min(jobs, remaining)
 
 
-def _software() -> dict[str, str]:
+def software() -> dict[str, str]:
     """What produced a run: versions, and the git commit when the package runs from a checkout
     (``dirty`` when it has uncommitted changes), so a table that mixes code versions says so."""
     import platform
@@ -402,7 +224,7 @@ def _software() -> dict[str, str]:
 
     import torch
 
-    from . import __version__
+    from .._version import __version__
 
     info = {"ctm_m3l": __version__, "torch": torch.__version__, "python": platform.python_version()}
     root = Path(__file__).resolve().parent.parent
@@ -416,14 +238,6 @@ def _software() -> dict[str, str]:
         except (OSError, subprocess.SubprocessError):
             pass
     return info
-
-
-def _software_label(record: dict) -> str:
-    software = record.get("software")
-    if not software:
-        return "not recorded (runs finished before versions were kept)"
-    return f"ctm_m3l {software['ctm_m3l']}" + (f" at {software['commit']}" if "commit" in software else "") \
-        + f", torch {software['torch']}"
 
 
 def _describe(run: _Run) -> str:
@@ -446,7 +260,7 @@ def _train_and_evaluate(run: _Run, config: ReproduceConfig, views, train, test, 
     length = config.pltm_iterations if run.system == "pltm" else config.num_epochs
     aligning = 0.0
     if run.mcse:
-        from .baselines import MCSEAligner
+        from ..baselines import MCSEAligner
 
         start = time.perf_counter()
         aligner = MCSEAligner([v.name for v in views], device=device, random_state=run.seed).fit(train)
@@ -533,81 +347,3 @@ def _run_in_parallel(todo, config, root, cache_dir, device, jobs: int, log, torc
             if failure is not None:
                 run, error = failure
                 raise RuntimeError(f"{run.system} on {_describe(run)} failed: {error}") from error
-
-
-_HEADLINE = ("mrr_en_de", "uap_en_image", "uap_de_image", "npmi_en", "npmi_de")
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 \
-        else f"{seconds / 3600:.1f} h"
-
-
-def _report(out: Path, config: ReproduceConfig, plan, done: dict, figures: bool) -> dict:
-    """``results.json`` and ``tables.md`` (and the figures) from the finished runs of ``plan``."""
-    exp: dict[str, Any] = {}
-    for experiment, run in plan:
-        record = done.get(run.key(config))
-        if record is None:
-            continue
-        found = {"model": record["model"], "metrics": record["metrics"], "seconds": record["seconds"],
-                 "seed": run.seed}
-        if experiment in ("table1", "table2"):
-            exp.setdefault(experiment, {}).setdefault(record["model"], []).append(found)
-        elif experiment.endswith("_topics"):
-            exp.setdefault(experiment, {}).setdefault(record["model"], {}).setdefault(
-                str(run.n_components), []).append(found)
-        elif experiment.endswith("_batch"):
-            exp.setdefault(experiment, {}).setdefault(str(run.batch_size), []).append(found)
-        else:
-            name = " / ".join(config.encoder_combos[run.combo]) + (", aligned by MCSE heads" if run.mcse else "")
-            exp.setdefault(experiment, {}).setdefault(name, []).append(found)
-    distinct = _distinct(plan, config)
-    labels = Counter(_software_label(done[key]) for key in distinct if key in done)
-    planned, finished = len(distinct), sum(labels.values())
-    markdown = ["# M3L-Contrast on Multi30k: the paper's experiments\n",
-                f"{finished} of {planned} planned runs finished; mean ± sample standard deviation over the "
-                "seeds finished (n = number of seeds; a single seed shows its value alone).\n",
-                "Code of the finished runs: " + "; ".join(f"{label} ({count} run{'s' * (count != 1)})"
-                                                         for label, count in labels.items()) + ".\n",
-                f"M3L-Contrast's loss: {m3l_loss_label()} (weights of reconstruction, KL to the prior, "
-                "pairwise KL between views (on what), InfoNCE (similarity, temperature)).\n"]
-    for key, title, _, _, keys in _TABLES:
-        if key in exp:
-            markdown.append(_table(title, {model: found for model, found in exp[key].items()}, keys))
-    if "table4" in exp:
-        markdown.append(_table("Table 4: M3L-Contrast by encoders (en / de / image)", exp["table4"], _TABLE4_KEYS))
-    for fig, label, _, metric, ylabel in _TOPIC_FIGURES:
-        series = exp.get(f"{fig}_topics", {})
-        ks = [k for k in config.topic_numbers if all(str(k) in points for points in series.values())]
-        if series and ks:
-            markdown.append(_table(f"Topic number ({label}): {metric}",
-                                   {f"{model}, K={k}": points[str(k)] for model, points in series.items() for k in ks},
-                                   [metric]))
-            if figures:
-                _line_plot(out / f"{fig}_topics.png", ks,
-                           {model: [_summary(points[str(k)], [metric])[metric] for k in ks]
-                            for model, points in series.items()}, "topics", ylabel, f"Topic number ({label})")
-    for fig, label, _, metric, ylabel in _BATCH_FIGURES:
-        points = exp.get(f"{fig}_batch", {})
-        sizes = [b for b in config.batch_sizes if str(b) in points]
-        if sizes:
-            markdown.append(_table(f"Batch size ({label}): {metric}", {f"m3l, batch {b}": points[str(b)]
-                                                                      for b in sizes}, [metric]))
-            if figures:
-                _line_plot(out / f"{fig}_batch.png", sizes,
-                           {"m3l": [_summary(points[str(b)], [metric])[metric] for b in sizes]},
-                           "batch size", ylabel, f"Batch size ({label})")
-    if figures:
-        markdown.append("Figures: fig3_topics.png, fig4_topics.png (topic number), fig5_batch.png, "
-                        "fig6_batch.png (batch size), where their experiments ran.\n")
-    results = {"config": asdict(config), "experiments": exp}
-    _write_atomic(out / "results.json", json.dumps(results, indent=1))
-    _write_atomic(out / "tables.md", "\n".join(markdown))
-    return results
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)

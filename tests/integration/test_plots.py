@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
+from ctm_m3l.data.synthetic import planted_tuples
 from ctm_m3l.plots import plot_topic_space, plot_topic_table, topic_space, topic_space_html, topic_table
-from planted import planted_tuples
 
 
 @pytest.fixture(scope="module")

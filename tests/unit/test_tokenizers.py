@@ -120,7 +120,7 @@ def test_a_tokenizer_that_cannot_be_saved_must_be_given_again():
 
 
 def test_bad_tokenizers_are_clear_errors():
-    with pytest.raises(TypeError, match="view 'zh': tokenizer must be a function"):
+    with pytest.raises(TypeError, match="view 'zh': tokenizer must be None or a function str -> list of words"):
         TextView("zh", tokenizer="jieba")
     with pytest.raises(ValueError, match=r"view 'zh': cannot import the tokenizer 'no_such_module_xyz:cut'"):
         M3LDataPreparation([TextView("zh", tokenizer="no_such_module_xyz:cut")]).fit(

@@ -6,7 +6,8 @@ import pytest
 
 from ctm_m3l import ImageView, M3LDataPreparation, TextView
 from ctm_m3l.baselines import PLTM
-from planted import mrr, planted_tuples
+from ctm_m3l.data.synthetic import planted_tuples
+from ctm_m3l.evaluation import mrr
 
 K = 5
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import VIEWS, prepare
 
 from ctm_m3l import M3LTM
 from ctm_m3l.persistence import tensor_digest
-from test_model import VIEWS, prepare
 
 EPOCHS = 12
 SETTINGS = dict(views=VIEWS, n_components=5, num_epochs=EPOCHS, random_state=3, reduce_on_plateau=True)
@@ -42,9 +42,9 @@ def uninterrupted(data):
 def test_killed_run_resumes_to_identical_weights(tmp_path, data, uninterrupted):
     script = textwrap.dedent(f"""
         import sys, time
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        sys.path.insert(0, {str(Path(__file__).parents[1])!r})
         from ctm_m3l import M3LTM
-        from test_model import VIEWS, prepare
+        from helpers import VIEWS, prepare
         _, train, test = prepare(n_train=1500, n_test=100, image_share=0.5)
         model = M3LTM(views=VIEWS, n_components=5, num_epochs={EPOCHS}, random_state=3, reduce_on_plateau=True)
         print("training", flush=True)

@@ -7,8 +7,8 @@ import pytest
 from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView, load_multi30k
 from ctm_m3l.baselines.registry import build_system
 from ctm_m3l.cli import main
+from ctm_m3l.data.synthetic import planted_tuples
 from ctm_m3l.evaluation import evaluate
-from planted import planted_tuples
 
 
 @pytest.fixture(scope="module")

@@ -193,7 +193,7 @@ def test_sparse_reconstruction_equals_dense():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_training_stays_finite_when_few_tuples_have_an_image(seed):
     """Regression: rows of absent views once reached the pairwise KL as huge values (NaN)."""
-    from test_model import VIEWS, prepare
+    from helpers import VIEWS, prepare
 
     _, train, _ = prepare(n_train=160, n_test=8, image_share=0.15, seed=seed)
     model = M3LTM(views=VIEWS, n_components=4, batch_size=16, num_epochs=4, random_state=seed)

@@ -1,4 +1,4 @@
-"""Tuples of raw views -> a multi-view dataset (embeddings, bags of words, view mask).
+"""Tuples of raw views -> a :class:`MultiViewDataset` (embeddings, bags of words, view mask).
 
 ``M3LDataPreparation`` subclasses CTM's ``TopicModelDataPreparation``: ``fit`` learns one
 vocabulary per language and encodes every view; ``transform`` prepares new tuples, or the
@@ -6,10 +6,6 @@ items of one view alone, with the fitted vocabularies and encoders.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 import os
 import warnings
 from collections import Counter
@@ -19,227 +15,15 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
-from contextualized_topic_models.datasets.dataset import CTMDataset
 from contextualized_topic_models.utils.data_preparation import TopicModelDataPreparation
 
-from .evaluation import repeated_ids
-from .encoders import ImageLoadError, check_images, decoded_batches, encode_cached, get_encoder
-from .persistence import PREPARATION
-from .views import ImageView, TextView, View, Withheld, unsegmented_script, validate_views, view_from_config
+from ..encoders import ImageLoadError, check_images, encode_cached, get_encoder
+from ..persistence import PREPARATION
+from ..views import ImageView, TextView, View, Withheld, unsegmented_script, validate_views, view_from_config
+from .dataset import MultiViewDataset
+from .io import _MAX_LISTED, _as_embedding_array, _check_ids, _is_missing, _listing, _source, _undecodable, read_rows
 
-__all__ = ["MultiViewDataset", "M3LDataPreparation", "read_rows", "load_multi30k"]
-
-_MAX_LISTED = 10
-
-
-def _listing(rows: Sequence[int]) -> str:
-    shown = ", ".join(str(r) for r in rows[:_MAX_LISTED])
-    return shown + (f" ... ({len(rows)} in all)" if len(rows) > _MAX_LISTED else "")
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return False
-
-
-def read_rows(rows: Any) -> tuple[list[dict], Path | None]:
-    """Rows as a list of dicts, and the folder relative image paths are resolved against.
-
-    ``rows`` may be a list of dicts, a pandas DataFrame, or a path to a ``.jsonl``/``.json``
-    (one JSON object per line) or ``.csv`` file (one column per view).
-    """
-    if isinstance(rows, (str, os.PathLike)):
-        path = Path(rows)
-        if not path.is_file():
-            raise FileNotFoundError(f"rows file {str(path)!r} does not exist")
-        suffix = path.suffix.lower()
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            records = []
-            for line_no, line in enumerate(_text(path).split("\n"), 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}: line {line_no} is not valid JSON: {err.msg}") from err
-                except RecursionError as err:
-                    raise ValueError(f"{path}: line {line_no} is nested too deeply") from err
-                if not isinstance(record, dict):
-                    raise ValueError(f"{path}: line {line_no} is a JSON {type(record).__name__}, not an object")
-                records.append(record)
-            return records, path.parent
-        if suffix in (".csv", ".tsv"):
-            reader = csv.DictReader(io.StringIO(_text(path), newline=""), delimiter="\t" if suffix == ".tsv" else ",")
-            try:
-                return list(reader), path.parent
-            except csv.Error as err:
-                raise ValueError(f"{path}: line {reader.line_num}: not valid {suffix[1:].upper()}: {err}") from err
-        raise ValueError(f"{path}: unsupported file type {suffix!r}; use .jsonl or .csv")
-    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # pandas DataFrame
-        return rows.to_dict(orient="records"), None
-    if isinstance(rows, Mapping) or isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence):
-        raise TypeError(
-            "rows must be a list of dicts, a pandas DataFrame, or a path to a .jsonl/.csv file; "
-            f"got {type(rows).__name__}"
-        )
-    records = list(rows)
-    for i, record in enumerate(records):
-        if not isinstance(record, Mapping):
-            raise TypeError(f"row {i} is a {type(record).__name__}, not a dict of views")
-    return records, None
-
-
-def _undecodable(paths: list, rows: np.ndarray, known: list) -> list:
-    """``(row, path, reason)`` of the images among ``paths`` whose pixels do not decode (the
-    ones not in ``known`` already), decoding a batch at a time and keeping nothing."""
-    skip = {path for _, path, _ in known}
-    left = [(p, int(r)) for p, r in zip(paths, rows) if str(p) not in skip]
-    try:
-        for _ in decoded_batches([p for p, _ in left], 16, prepare=lambda image: None):
-            pass
-    except ImageLoadError as err:
-        return [(left[position][1], path, reason) for position, path, reason in err.bad]
-    return []
-
-
-def _check_ids(ids: list, text_rows: dict[str, np.ndarray]) -> None:
-    """Ids must be strings or numbers.  An id repeated among one language's texts is harmless
-    for training (a warning) but makes retrieval count other tuples as matches: ``evaluate``
-    refuses it.  (Several images may share a text's id: all of an article's photos.)"""
-    for i, value in enumerate(ids):
-        if isinstance(value, bool) or not isinstance(value, (str, int, float, np.integer, np.floating)):
-            raise TypeError(f"row {i}: id must be a string or a number, got {type(value).__name__} {value!r:.80}")
-    for view, present in text_rows.items():
-        repeated = repeated_ids([ids[i] for i in np.flatnonzero(present)])
-        if repeated:
-            warnings.warn(f"view {view!r}: {len(repeated)} id(s) name more than one text (e.g. {repeated[:3]}); "
-                          "evaluate() refuses such rows, since it counts tuples with the same id as matches",
-                          stacklevel=4)
-
-
-def _source(rows: Any) -> str:
-    """How errors name where rows came from: the file, or "rows"."""
-    return str(rows) if isinstance(rows, (str, os.PathLike)) else "rows"
-
-
-def _text(path: Path) -> str:
-    """The text of a UTF-8 file; a byte that is not UTF-8 is an error naming the line."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise ValueError(f"{path}: line {line}, byte {column} of the line is not UTF-8 ({data[err.start:err.end]!r}); "
-                         "save the file as UTF-8") from err
-    return text
-
-
-def _as_embedding_array(view: str, value: Any, n_rows: int, n_present: int) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    try:
-        array = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"custom_embeddings[{view!r}] is not a numeric array") from err
-    if array.ndim != 2:
-        raise ValueError(f"custom_embeddings[{view!r}] must be 2-D (items x dimensions), got shape {array.shape}")
-    if array.shape[0] not in (n_rows, n_present):
-        raise ValueError(
-            f"custom_embeddings[{view!r}] has {array.shape[0]} rows, but there are {n_rows} tuples "
-            f"({n_present} of them have view {view!r}); give one row per tuple or one per tuple "
-            "that has the view"
-        )
-    return array
-
-
-class MultiViewDataset(CTMDataset):
-    """Embeddings of every view, bags of words of every language, and which views each tuple has.
-
-    Attributes:
-        views: the view specs, in order.
-        embeddings: ``{view: (n, d) float32}``; rows of tuples lacking the view are zeros.
-        bow: ``{language view: (n, W) scipy.sparse.csr_matrix}``.
-        vocabularies: ``{language view: list of words}``.
-        view_mask: ``(n, V)`` bool, ``view_mask[i, a]``: tuple ``i`` has view ``a``.
-        ids: one id per tuple (the rows' ``id`` field when present, else the row number).
-        documents: ``{language view: list of preprocessed texts}`` (words joined by spaces).
-        skipped: ``(row, view, path, reason)`` of image files skipped with ``on_error="skip"``.
-
-    ``X_contextual``, ``X_bow`` and ``idx2token`` (CTM's names) are the first view's
-    embeddings and the first language's bag of words and vocabulary.
-    """
-
-    def __init__(self, views: Sequence[View], embeddings: dict[str, np.ndarray],
-                 bow: dict[str, sp.csr_matrix], vocabularies: dict[str, list[str]],
-                 view_mask: np.ndarray, ids: Sequence[Any] | None = None,
-                 documents: dict[str, list[str]] | None = None,
-                 skipped: list[tuple] | None = None) -> None:
-        self.views = list(views)
-        self.view_names = [v.name for v in self.views]
-        self.embeddings = embeddings
-        self.bow = bow
-        self.vocabularies = vocabularies
-        self.view_mask = np.asarray(view_mask, dtype=bool)
-        n = self.view_mask.shape[0]
-        self.ids = list(range(n)) if ids is None else list(ids)
-        self.documents = documents or {}
-        self.skipped = list(skipped or [])
-        first_language = next((v.name for v in self.views if v.name in bow), None)
-        first_bow = bow[first_language] if first_language else sp.csr_matrix((n, 0), dtype=np.float32)
-        idx2token = dict(enumerate(vocabularies.get(first_language, [])))
-        super().__init__(X_contextual=embeddings[self.view_names[0]], X_bow=first_bow,
-                         idx2token=idx2token)
-
-    @property
-    def language_views(self) -> list[str]:
-        return [v.name for v in self.views if isinstance(v, TextView)]
-
-    def view_index(self, view: str) -> int:
-        if view not in self.view_names:
-            raise ValueError(f"unknown view {view!r}; this dataset has views {self.view_names}")
-        return self.view_names.index(view)
-
-    def has_view(self, view: str) -> np.ndarray:
-        """``(n,)`` bool: which tuples have ``view``."""
-        return self.view_mask[:, self.view_index(view)].copy()
-
-    def __len__(self) -> int:
-        return self.view_mask.shape[0]
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = {"view_mask": torch.from_numpy(self.view_mask[i].copy())}
-        for name in self.view_names:
-            item[f"X_contextual_{name}"] = torch.from_numpy(self.embeddings[name][i].copy())
-        for name, matrix in self.bow.items():
-            item[f"X_bow_{name}"] = torch.from_numpy(matrix[i].toarray().ravel().astype(np.float32))
-        return item
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "MultiViewDataset":
-        """The tuples at ``indices`` (e.g. a train/validation split), as a new dataset."""
-        idx = np.asarray(indices)
-        if idx.dtype == bool:
-            idx = np.flatnonzero(idx)
-        return MultiViewDataset(
-            self.views, {k: v[idx] for k, v in self.embeddings.items()},
-            {k: v[idx] for k, v in self.bow.items()}, self.vocabularies, self.view_mask[idx],
-            ids=[self.ids[i] for i in idx],
-            documents={k: [v[i] for i in idx] for k, v in self.documents.items()},
-        )
-
-    def __repr__(self) -> str:
-        parts = []
-        for a, name in enumerate(self.view_names):
-            dim = self.embeddings[name].shape[1]
-            vocab = f", {len(self.vocabularies[name])} words" if name in self.bow else ""
-            parts.append(f"{name}: {int(self.view_mask[:, a].sum())} items, {dim}-d{vocab}")
-        return f"MultiViewDataset({len(self)} tuples; " + "; ".join(parts) + ")"
+__all__ = ["M3LDataPreparation"]
 
 
 class M3LDataPreparation(TopicModelDataPreparation):
@@ -255,8 +39,9 @@ class M3LDataPreparation(TopicModelDataPreparation):
         show_progress_bar: show encoders' progress bars.
         num_workers: threads that decode images while the encoder runs (default: up to 4).
         encoder_backend: ``"torch"`` or ``"openvino"`` (CPU; :mod:`ctm_m3l.backends`): runs the
-            offline encoders and sentence-transformers text models ~2-3x faster on CPU with
-            the same embeddings to cosine 0.9999; converted once, kept in ``cache_dir``.
+            offline encoders and sentence-transformers text models faster on CPU with the
+            same embeddings to rounding (``benchmarks/encode_throughput.py``); converted once,
+            kept in ``cache_dir``.
 
     Example:
         >>> prep = M3LDataPreparation([TextView("en"), TextView("de"), ImageView("image")])
@@ -277,7 +62,7 @@ class M3LDataPreparation(TopicModelDataPreparation):
         self.cache_dir = cache_dir
         self.show_progress_bar = show_progress_bar
         self.num_workers = num_workers
-        from .backends import BACKENDS
+        from ..backends import BACKENDS
 
         if encoder_backend not in BACKENDS:
             raise ValueError(f"encoder_backend must be one of {BACKENDS}, got {encoder_backend!r}")
@@ -367,7 +152,7 @@ class M3LDataPreparation(TopicModelDataPreparation):
     @classmethod
     def from_config(cls, config: dict, tokenizers: dict[str, Any] | None = None,
                     encoders: dict[str, Any] | None = None, trust_remote_code: bool = False,
-                    folder: str | os.PathLike | None = None, **kwargs) -> "M3LDataPreparation":
+                    folder: str | os.PathLike | None = None, **kwargs) -> M3LDataPreparation:
         """The preparation :meth:`to_config` saved.
 
         A saved preparation runs no code of its own: a text view's saved tokenizer
@@ -384,49 +169,16 @@ class M3LDataPreparation(TopicModelDataPreparation):
                 running code a downloaded file names); only for files from a trusted source.
             folder: the folder holding the settings; encoder paths are resolved inside it.
         """
-        source = f"{Path(folder) / PREPARATION}: " if folder is not None else "preparation config: "
-        if not isinstance(config, Mapping) or not isinstance(config.get("views"), list) \
-                or not isinstance(config.get("vocabularies"), Mapping) \
-                or not isinstance(config.get("embedding_sizes"), Mapping):
-            raise ValueError(f"{source}not a saved M3LDataPreparation (it needs 'views', 'vocabularies' and "
-                             "'embedding_sizes')")
-        try:
-            names = [c.get("name") if isinstance(c, Mapping) else None for c in config["views"]]
-            text_views = {c["name"] for c in config["views"] if isinstance(c, Mapping) and c.get("kind") == "text"}
-            for option, given in (("tokenizers", tokenizers), ("encoders", encoders)):
-                unknown = [v for v in (given or {}) if v not in (text_views if option == "tokenizers" else names)]
-                if unknown:
-                    kinds = "text views" if option == "tokenizers" else "views"
-                    raise ValueError(f"{option} names {unknown}, which are not {kinds} of this preparation")
-            folder_path = Path(folder) if folder is not None else None
-            views = [view_from_config(c, (tokenizers or {}).get(names[i]), (encoders or {}).get(names[i]),
-                                      trust_remote_code=trust_remote_code, folder=folder_path)
-                     for i, c in enumerate(config["views"])]
-            prep = cls(views, **kwargs)
-            vocabularies = {str(k): v for k, v in config["vocabularies"].items()}
-            for name, words in vocabularies.items():
-                if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
-                    raise ValueError(f"vocabularies[{name!r}] must be a list of words")
-            prep.vocabularies = {k: list(v) for k, v in vocabularies.items()}
-            prep._word_index = {k: {w: i for i, w in enumerate(v)} for k, v in prep.vocabularies.items()}
-            prep.embedding_sizes = {str(k): int(v) for k, v in config["embedding_sizes"].items()}
-        except (KeyError, TypeError, ValueError) as err:
-            message = f"missing entry {err}" if isinstance(err, KeyError) else str(err)
-            raise ValueError(f"{source}{message}") from err
-        missing = [v.name for v in prep.views if v.name not in prep.embedding_sizes] + \
-            [v.name for v in prep.views if isinstance(v, TextView) and v.name not in prep.vocabularies]
-        if missing:
-            raise ValueError(f"{source}view(s) {sorted(set(missing))} lack their vocabulary or embedding size")
-        return prep
+        return _from_config(cls, config, tokenizers, encoders, trust_remote_code, folder, kwargs)
 
     @classmethod
     def load(cls, folder: str | os.PathLike, tokenizers: dict[str, Any] | None = None,
              encoders: dict[str, Any] | None = None, trust_remote_code: bool = False,
-             **kwargs) -> "M3LDataPreparation":
+             **kwargs) -> M3LDataPreparation:
         """The preparation saved in a model folder (``model.save(folder, preparation=prep)``, or
         ``ctm-m3l fit``), checked against the folder's manifest; the options are
         :meth:`from_config`'s."""
-        from .persistence import model_folder, read_json, verify_folder  # noqa: PLC0415
+        from ..persistence import model_folder, read_json, verify_folder  # noqa: PLC0415
 
         directory = model_folder(folder)
         files = verify_folder(directory)
@@ -655,63 +407,48 @@ class M3LDataPreparation(TopicModelDataPreparation):
                 bow[view.name] = self._bow(view.name, tokens.get(view.name, [[]] * n))
         empty = [v for a, v in enumerate(self.view_names) if v in active and not mask[:, a].any()]
         if empty and fitting:
-            warnings.warn(f"view(s) {empty} have no items in these rows")
+            warnings.warn(f"view(s) {empty} have no items in these rows", stacklevel=4)
         ids = [r.get("id", i) if isinstance(r, Mapping) else i for i, r in enumerate(records)]
         _check_ids(ids, {v.name: mask[:, a] for a, v in enumerate(self.views) if isinstance(v, TextView)})
         return MultiViewDataset(self.views, embeddings, bow, dict(self.vocabularies), mask, ids=ids,
                                 documents=documents, skipped=skipped)
 
 
-MULTI30K_LAYOUTS = {"comparable": ("en", "de", "image"), "parallel4": ("en", "de", "fr", "cs")}
-
-
-def multi30k_root(root: str | os.PathLike | None = None) -> Path:
-    """Where the Multi30k files are: ``root``, else ``$CTM_M3L_DATA``, else
-    ``~/.cache/ctm_m3l/multi30k``."""
-    if root is None:
-        root = os.environ.get("CTM_M3L_DATA") or Path.home() / ".cache" / "ctm_m3l" / "multi30k"
-    return Path(root).expanduser()
-
-
-def load_multi30k(split: str = "train", root: str | os.PathLike | None = None,
-                  layout: str = "comparable", images_only: bool = False,
-                  limit: int | None = None) -> list[dict]:
-    """Multi30k tuples as a list of dicts (keys ``id`` and the views).
-
-    Layouts (see the README, "Data"):
-
-    - ``"comparable"`` (Multi30k task 2): one tuple per Flickr30k image, ``en`` = the five
-      English descriptions joined, ``de`` = the five independently written German ones,
-      ``image`` = the absolute path of the photo where it is available (Flickr8k subset).
-    - ``"parallel4"`` (task 1): one caption per image in ``en``, ``de``, ``fr``, ``cs``
-      (translations of each other).
-
-    Args:
-        split: ``"train"`` or ``"val"`` (the shared copy has no test split: keep ``val`` for
-            model selection).
-        root: folder holding ``comparable/`` and ``parallel4/``; default ``$CTM_M3L_DATA``,
-            else ``~/.cache/ctm_m3l/multi30k``.
-        images_only: keep only tuples that have an image (comparable layout).
-        limit: keep the first ``limit`` tuples (after ``images_only``).
-    """
-    if layout not in MULTI30K_LAYOUTS:
-        raise ValueError(f"layout must be one of {sorted(MULTI30K_LAYOUTS)}, got {layout!r}")
-    base = multi30k_root(root)
-    path = base / layout / f"{split}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found. Put the Multi30k files under {base} (or pass root=..., or set "
-            "CTM_M3L_DATA); the README's 'Data' section says where the public captions come from "
-            "and how to build the JSONL files")
-    records, folder = read_rows(path)
-    out = []
-    for record in records:
-        image = record.get("image")
-        if images_only and _is_missing(image):
-            continue
-        if not _is_missing(image) and not Path(image).is_absolute():
-            record["image"] = str((folder / image).resolve())
-        out.append(record)
-        if limit is not None and len(out) >= limit:
-            break
-    return out
+def _from_config(cls, config: Any, tokenizers: dict[str, Any] | None, encoders: dict[str, Any] | None,
+                 trust_remote_code: bool, folder: str | os.PathLike | None, kwargs: dict) -> M3LDataPreparation:
+    """``M3LDataPreparation.from_config``: the saved settings checked entry by entry, errors
+    naming the file (or "preparation config") and the entry."""
+    source = f"{Path(folder) / PREPARATION}: " if folder is not None else "preparation config: "
+    if not isinstance(config, Mapping) or not isinstance(config.get("views"), list) \
+            or not isinstance(config.get("vocabularies"), Mapping) \
+            or not isinstance(config.get("embedding_sizes"), Mapping):
+        raise ValueError(f"{source}not a saved M3LDataPreparation (it needs 'views', 'vocabularies' and "
+                         "'embedding_sizes')")
+    try:
+        names = [c.get("name") if isinstance(c, Mapping) else None for c in config["views"]]
+        text_views = {c["name"] for c in config["views"] if isinstance(c, Mapping) and c.get("kind") == "text"}
+        for option, given in (("tokenizers", tokenizers), ("encoders", encoders)):
+            unknown = [v for v in (given or {}) if v not in (text_views if option == "tokenizers" else names)]
+            if unknown:
+                kinds = "text views" if option == "tokenizers" else "views"
+                raise ValueError(f"{option} names {unknown}, which are not {kinds} of this preparation")
+        folder_path = Path(folder) if folder is not None else None
+        views = [view_from_config(c, (tokenizers or {}).get(names[i]), (encoders or {}).get(names[i]),
+                                  trust_remote_code=trust_remote_code, folder=folder_path)
+                 for i, c in enumerate(config["views"])]
+        prep = cls(views, **kwargs)
+        vocabularies = {str(k): v for k, v in config["vocabularies"].items()}
+        for name, words in vocabularies.items():
+            if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+                raise ValueError(f"vocabularies[{name!r}] must be a list of words")
+        prep.vocabularies = {k: list(v) for k, v in vocabularies.items()}
+        prep._word_index = {k: {w: i for i, w in enumerate(v)} for k, v in prep.vocabularies.items()}
+        prep.embedding_sizes = {str(k): int(v) for k, v in config["embedding_sizes"].items()}
+    except (KeyError, TypeError, ValueError) as err:
+        message = f"missing entry {err}" if isinstance(err, KeyError) else str(err)
+        raise ValueError(f"{source}{message}") from err
+    missing = [v.name for v in prep.views if v.name not in prep.embedding_sizes] + \
+        [v.name for v in prep.views if isinstance(v, TextView) and v.name not in prep.vocabularies]
+    if missing:
+        raise ValueError(f"{source}view(s) {sorted(set(missing))} lack their vocabulary or embedding size")
+    return prep

@@ -1,7 +1,16 @@
-"""Planted multi-view data: shared topics, view-specific vocabularies, unaligned embeddings."""
+"""Planted multi-view tuples: shared topics, a vocabulary per language, unaligned embeddings.
+
+What the tests and benchmarks train on when a result must be checkable: every tuple's true
+topic proportions are known, so retrieval and topic alignment can be scored against them.
+"""
 from __future__ import annotations
 
 import numpy as np
+
+from ..views import ImageView, TextView
+from .preparation import M3LDataPreparation
+
+__all__ = ["letters", "word", "planted_tuples", "planted_datasets"]
 
 
 def letters(i: int) -> str:
@@ -44,6 +53,18 @@ def planted_tuples(n: int, n_topics: int = 5, languages=("en", "de"), images=("i
     return rows, {k: e.astype(np.float32) for k, e in embeddings.items()}, theta
 
 
-from ctm_m3l.evaluation import jsd_matrix, mrr  # noqa: E402  (re-exported for the tests)
+def planted_datasets(n_train: int = 800, n_test: int = 200, n_topics: int = 5, image_share: float = 1.0,
+                     seed: int = 0):
+    """Planted en / de / image tuples prepared for training: ``(preparation, train, test)``.
 
-__all__ = ["letters", "word", "planted_tuples", "jsd_matrix", "mrr"]
+    ``image_share`` of the tuples keep their image (chosen at random), so models meet tuples
+    with a missing view; the embeddings are the planted ones (no encoder runs)."""
+    rows, emb, _ = planted_tuples(n_train + n_test, n_topics=n_topics, seed=seed)
+    rng = np.random.default_rng(seed)
+    for i in range(len(rows)):
+        if rng.random() >= image_share:
+            rows[i]["image"] = None
+    prep = M3LDataPreparation([TextView("en", stopwords=None), TextView("de", stopwords=None), ImageView("image")])
+    train = prep.fit(rows[:n_train], custom_embeddings={k: v[:n_train] for k, v in emb.items()})
+    test = prep.transform(rows[n_train:], custom_embeddings={k: v[n_train:] for k, v in emb.items()})
+    return prep, train, test

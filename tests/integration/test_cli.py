@@ -5,10 +5,10 @@ import sys
 import warnings
 
 import numpy as np
+from helpers import needs_cpp
 
 from ctm_m3l.cli import main
-from planted import planted_tuples
-from test_compile import needs_cpp
+from ctm_m3l.data.synthetic import planted_tuples
 
 
 def _write_tuples(tmp_path):
@@ -102,7 +102,7 @@ def test_console_script_help():
 
 
 def test_fit_and_infer_with_a_word_segmenter(tmp_path, capsys):
-    from test_tokenizers import ZH, embeddings, rows, segment
+    from test_tokenizers import ZH, embeddings, rows
 
     data = rows(ZH * 5)
     with open(tmp_path / "train.jsonl", "w", encoding="utf-8") as fh:

@@ -1,5 +1,4 @@
 """M3LTM: gradients, learning on planted data, missing views, persistence, bad input."""
-import inspect
 import json
 import warnings
 from collections import Counter
@@ -8,34 +7,10 @@ import numpy as np
 import pytest
 import torch
 from contextualized_topic_models.models.ctm import ZeroShotTM
+from helpers import VIEWS, K, prepare, resign, start_fit
 
-from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
-from ctm_m3l._validation import InvalidParameterError, NoneValue
-from ctm_m3l.training import FitLoop, bind
-from planted import mrr, planted_tuples
-
-
-def start_fit(model, train, **loop_options):
-    """What fit does before its first step: bind the model to ``train`` (build its network),
-    make its loop and the data on the device."""
-    bind(model, train)
-    loop = FitLoop(model, **loop_options)
-    return loop, loop.device_data(train)
-
-VIEWS = ["en", "de", "image"]
-K = 5
-
-
-def prepare(n_train=800, n_test=200, image_share=1.0, seed=0):
-    rows, emb, _ = planted_tuples(n_train + n_test, n_topics=K, seed=seed)
-    rng = np.random.default_rng(seed)
-    for i in range(len(rows)):
-        if rng.random() >= image_share:
-            rows[i]["image"] = None
-    prep = M3LDataPreparation([TextView("en", stopwords=None), TextView("de", stopwords=None), ImageView("image")])
-    train = prep.fit(rows[:n_train], custom_embeddings={k: v[:n_train] for k, v in emb.items()})
-    test = prep.transform(rows[n_train:], custom_embeddings={k: v[n_train:] for k, v in emb.items()})
-    return prep, train, test
+from ctm_m3l import M3LTM
+from ctm_m3l.evaluation import mrr
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +19,6 @@ def trained():
     model = M3LTM(views=VIEWS, n_components=K, num_epochs=50, random_state=0)
     model.fit(train, progress_bar=False)
     return prep, train, test, model
-
-
-def resign(folder):
-    """Rewrite a model folder's manifest to fit its files, as someone editing them on purpose would."""
-    from ctm_m3l.persistence import _combined, sha256_file
-
-    path = folder / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest["files"] = {name: sha256_file(folder / name) for name in manifest["files"]}
-    manifest["sha256"] = _combined(manifest["files"])
-    path.write_text(json.dumps(manifest))
 
 
 def planted_block(word):
@@ -282,30 +246,6 @@ def test_two_of_three_views():
 
 
 # -- bad input ------------------------------------------------------------------------------
-
-def _refused_examples():
-    """One refused value per constraint of M3LTM's table: the tests follow the table."""
-    for name, constraints in M3LTM._parameter_constraints.items():
-        for constraint in constraints:
-            if isinstance(constraint, NoneValue):
-                continue
-            bad = constraint.invalid_example()
-            if not any(c.is_satisfied_by(bad) for c in constraints):
-                yield pytest.param(name, bad, id=f"{name}={bad!r}")
-
-
-def test_the_constraint_table_covers_every_constructor_argument():
-    arguments = set(inspect.signature(M3LTM.__init__).parameters) - {"self"}
-    assert arguments - set(M3LTM._parameter_constraints) == {"device"}  # checked by torch (next test)
-    assert set(M3LTM._parameter_constraints) <= arguments
-
-
-@pytest.mark.parametrize("name,bad", list(_refused_examples()))
-def test_every_constructor_constraint_refuses_what_it_should(name, bad):
-    with pytest.raises(InvalidParameterError, match=rf"^M3LTM: {name}[ \[]") as caught:
-        M3LTM(**{"views": ["en"], name: bad})
-    assert isinstance(caught.value, ValueError) and isinstance(caught.value, TypeError)  # either may be caught
-
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"views": ["en", "en"]}, "views has a repeated name"),

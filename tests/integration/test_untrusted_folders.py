@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import VIEWS, prepare, resign
 
 from ctm_m3l import M3LTM, M3LDataPreparation, TextView
 from ctm_m3l.cli import main
+from ctm_m3l.data.synthetic import planted_tuples
 from ctm_m3l.evaluation import evaluate
 from ctm_m3l.persistence import CheckpointMismatchError, ModelFolderError
-from planted import planted_tuples
-from test_model import VIEWS, prepare, resign
 
 HERE = Path(__file__).resolve().parent
-LEGACY = HERE / "data" / "legacy-format2"
+LEGACY = HERE.parent / "data" / "legacy-format2"
 
 
 def _fit_cli_model(tmp_path: Path, name: str = "model") -> Path:
@@ -77,7 +77,7 @@ def test_crafted_tokenizers_run_nothing_through_the_cli(tmp_path, shared_model, 
     result = subprocess.run(
         [sys.executable, "-m", "ctm_m3l.cli", "infer", "model", "--input", str(inputs), "--view", "de",
          "--embeddings", str(shared_model.parent / "de_new.npy"), "--output", str(tmp_path / "out.csv")],
-        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE.parents[1])})
     assert result.returncode == 2, result.stderr
     assert f"the saved tokenizer {tokenizer!r}" in result.stderr and "--trust-tokenizer" in result.stderr
     assert not marker.exists(), "the crafted tokenizer ran"

@@ -5,7 +5,8 @@ from contextualized_topic_models.models.ctm import ZeroShotTM
 
 from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
 from ctm_m3l.baselines import Baseline, EmbeddingRetrieval, KDBaseline, MCSEAligner, ZeroShotBaseline
-from planted import mrr, planted_tuples
+from ctm_m3l.data.synthetic import planted_tuples
+from ctm_m3l.evaluation import mrr
 
 
 def cosine_mrr(q, t):

@@ -19,8 +19,6 @@ from ctm_m3l import ImageView, M3LDataPreparation, TextView, load_multi30k
 from ctm_m3l.cli import main
 from ctm_m3l.encoders import ImageLoadError
 
-HERE = Path(__file__).resolve().parent
-
 
 def _stored(folder: Path) -> int:
     path = folder / "embeddings.sqlite"
@@ -178,7 +176,8 @@ def test_evaluate_pltm_never_loads_an_encoder(tmp_path, multi30k_dir, capsys):
 
 
 def test_reproduce_prepares_words_only_when_only_pltm_runs_are_left():
-    from ctm_m3l.experiments import _Run, _words_only
+    from ctm_m3l.experiments.config import _Run
+    from ctm_m3l.experiments.runner import _words_only
 
     runs = [_Run("pltm", "text", 0, 100, None, 0), _Run("m3l", "text", 0, 100, None, 0),
             _Run("pltm", "text", 1, 100, None, 0)]

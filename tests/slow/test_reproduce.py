@@ -3,11 +3,10 @@ import json
 import warnings
 
 import pytest
+from helpers import needs_cpp
 
 import ctm_m3l
-
 from ctm_m3l.experiments import ReproduceConfig, m3l_loss_label, reproduce
-from test_compile import needs_cpp
 
 
 def test_reproduce_tiny(tmp_path, multi30k_dir):
@@ -88,7 +87,7 @@ def test_reproduce_continues_an_interrupted_run_and_shares_runs(tmp_path, multi3
 
 
 def test_tables_show_mean_and_sample_sd_over_seeds_and_a_single_seed_alone():
-    from ctm_m3l.experiments import _table
+    from ctm_m3l.experiments.report import _table
 
     runs = {"m3l": [{"metrics": {"mrr_en_de": 0.2}}, {"metrics": {"mrr_en_de": 0.4}},
                     {"metrics": {"mrr_en_de": 0.6}}],
@@ -103,7 +102,7 @@ def test_ablation_plots_space_doubling_values_evenly_and_label_them():
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ctm_m3l.experiments import _line_figure
+    from ctm_m3l.experiments.report import _line_figure
 
     sizes = [16, 32, 64, 128]
     fig = _line_figure(sizes, {"m3l": [(0.3, 0.01), (0.4, 0.02), (0.4, None), (0.35, 0.0)]},
@@ -117,7 +116,7 @@ def test_ablation_plots_space_doubling_values_evenly_and_label_them():
 
 
 def test_report_only_writes_the_tables_of_the_finished_runs_and_trains_nothing(tmp_path):
-    from ctm_m3l.experiments import _distinct, _plan
+    from ctm_m3l.experiments.config import _distinct, _plan
 
     config = ReproduceConfig(seeds=[0, 1])
     runs = list(_distinct(_plan(config, ["table1"]), config).items())
@@ -147,7 +146,7 @@ def test_report_only_writes_the_tables_of_the_finished_runs_and_trains_nothing(t
 
 
 def test_time_left_is_the_mean_run_time_over_the_runs_left_and_the_jobs():
-    from ctm_m3l.experiments import _time_left
+    from ctm_m3l.experiments.runner import _time_left
 
     assert _time_left([240.0, 300.0], remaining=4, jobs=2) == 540.0  # 270 s each, two at a time
     assert _time_left([100.0], remaining=1, jobs=2) == 100.0  # a second job has nothing to share
@@ -196,7 +195,7 @@ def test_reproduce_jobs_records_the_finished_runs_when_one_fails(tmp_path, multi
     # kept; the error names the run that failed.
     config = ReproduceConfig(n_train=200, n_test=30, n_components=3, num_epochs=1, pltm_iterations=5, seeds=[0],
                              topic_numbers=[0], batch_sizes=[16])
-    with pytest.raises(RuntimeError, match=r"on text views, K=0, .* failed: n_components must be"):
+    with pytest.raises(RuntimeError, match=r"on text views, K=0, .* failed: ZeroShotBaseline: n_components must be"):
         reproduce(multi30k_dir, tmp_path, config, log=lambda *_: None, only=["table1", "topics"], jobs=2)
     records = [json.loads(line) for line in _lines(tmp_path / "runs.jsonl")]
     assert sorted(r["run"]["system"] for r in records) == ["m3l", "pltm", "zeroshot", "zeroshot-kd"]
@@ -228,7 +227,7 @@ def test_reproduce_with_torch_compile_trains_m3l_compiled_to_the_same_results(tm
 def test_an_m3l_run_killed_mid_fit_continues_from_its_checkpoint(tmp_path, multi30k_dir):
     """A run stopped after 2 of 4 epochs (its checkpoint left behind) continues from epoch 2
     and ends with the metrics of an uninterrupted run; an unusable checkpoint is set aside."""
-    from ctm_m3l.experiments import _prepare, run_system
+    from ctm_m3l.experiments.runner import _prepare, run_system
 
     config = ReproduceConfig(n_train=300, n_test=40, seeds=[0])
     prep, train, test = _prepare(multi30k_dir, config, config.encoder_combos[0], None, "cpu")

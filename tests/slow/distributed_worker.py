@@ -1,4 +1,4 @@
-"""Run by tests/test_distributed.py under `torchrun --standalone --nproc_per_node=2`."""
+"""Run by tests/slow/test_distributed.py under `torchrun --standalone --nproc_per_node=2`."""
 import sys
 from pathlib import Path
 

@@ -1,20 +1,15 @@
 """M3LTM(torch_compile=True): the compiled objective computes the eager one, and trains."""
 import pickle
-import shutil
 import warnings
 from unittest import mock
 
 import numpy as np
 import pytest
 import torch
+from helpers import VIEWS, K, needs_cpp, prepare, start_fit
 
 from ctm_m3l import M3LTM
-from planted import mrr
-from test_model import K, VIEWS, prepare, start_fit
-
-# Inductor's CPU backend compiles C++; without a compiler only the fallback can be tested.
-needs_cpp = pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
-                               reason="torch.compile on CPU needs a C++ compiler")
+from ctm_m3l.evaluation import mrr
 
 
 def _terms_and_gradients(model, loop, data, batch):

@@ -1,0 +1,44 @@
+"""What several test modules share: the planted data they train on, and small steps of fit."""
+import json
+import shutil
+
+import pytest
+
+from ctm_m3l.data.synthetic import planted_datasets
+from ctm_m3l.training import FitLoop, bind
+
+
+def start_fit(model, train, **loop_options):
+    """What fit does before its first step: bind the model to ``train`` (build its network),
+    make its loop and the data on the device."""
+    bind(model, train)
+    loop = FitLoop(model, **loop_options)
+    return loop, loop.device_data(train)
+
+
+VIEWS = ["en", "de", "image"]
+K = 5
+
+
+def prepare(n_train=800, n_test=200, image_share=1.0, seed=0):
+    return planted_datasets(n_train, n_test, n_topics=K, image_share=image_share, seed=seed)
+
+
+def resign(folder):
+    """Rewrite a model folder's manifest to fit its files, as someone editing them on purpose would."""
+    from ctm_m3l.persistence import _combined, sha256_file
+
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["files"] = {name: sha256_file(folder / name) for name in manifest["files"]}
+    manifest["sha256"] = _combined(manifest["files"])
+    path.write_text(json.dumps(manifest))
+
+
+# Inductor's CPU backend compiles C++; without a compiler only the fallback can be tested.
+HAS_CPP = any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
+def needs_cpp(test):
+    """A test of compiled training: marked ``cpp``, skipped where no C++ compiler is found."""
+    return pytest.mark.cpp(pytest.mark.skipif(not HAS_CPP, reason="torch.compile on CPU needs a C++ compiler")(test))
