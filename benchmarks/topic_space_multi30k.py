@@ -31,6 +31,9 @@ VARIANTS = {
                                                "loss_weights": {"prior_kl": 1.0}},
     "mu-only norm, prior KL": {"posterior_norm": "mean", "loss_weights": {"prior_kl": 1.0}},
     "no norm, InfoNCE summed": {"posterior_norm": "none", "contrastive_reduction": "sum"},
+    "combined input": {"inference_input": "combined"},
+    "mu-only norm, InfoNCE summed, combined input": {"posterior_norm": "mean", "contrastive_reduction": "sum",
+                                                     "inference_input": "combined"},
 }
 KEYS = [("mrr_en_image", "MRR en->photo"), ("mrr_en_de", "MRR en->de"), ("uap_en_image", "UAP en->photo"),
         ("uap_de_image", "UAP de->photo"), ("npmi_en", "NPMI en"), ("npmi_de", "NPMI de"),

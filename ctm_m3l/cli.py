@@ -45,9 +45,10 @@ def _embeddings(pairs: list[str] | None) -> dict[str, np.ndarray]:
 
 
 def _m3l_options(args) -> dict:
-    """The M3LTM loss settings given on the command line (``--loss-weights KEY=VALUE...``,
-    ``--temperature``, ``--similarity``, ``--pair-kl-on``), validated by M3LTM itself; the others keep M3LTM's
-    defaults."""
+    """The M3LTM settings given on the command line (``--loss-weights KEY=VALUE...``,
+    ``--temperature``, ``--similarity``, ``--pair-kl-on``, ``--posterior-norm``,
+    ``--contrastive-reduction``, ``--inference-input``), validated by M3LTM itself; the others
+    keep M3LTM's defaults."""
     options = {}
     if args.loss_weights:
         options["loss_weights"] = {}
@@ -61,8 +62,9 @@ def _m3l_options(args) -> dict:
         options["temperature"] = args.temperature
     if args.similarity is not None:
         options["similarity"] = args.similarity
-    if args.pair_kl_on is not None:
-        options["pair_kl_on"] = args.pair_kl_on
+    for name in ("pair_kl_on", "posterior_norm", "contrastive_reduction", "inference_input"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     return options
 
 
@@ -93,7 +95,8 @@ def cmd_evaluate(args) -> int:
     start = time.perf_counter()
     m3l_options = _m3l_options(args)
     if args.model != "m3l" and m3l_options:
-        raise ValueError(f"--loss-weights, --temperature, --similarity and --pair-kl-on set M3L-Contrast's loss; "
+        raise ValueError(f"--loss-weights, --temperature, --similarity, --pair-kl-on, --posterior-norm, "
+                         f"--contrastive-reduction and --inference-input set M3L-Contrast's loss and networks; "
                          f"--model {args.model} has none of them")
     if args.model != "m3l" and args.torch_compile:
         raise ValueError(f"--torch-compile compiles M3L-Contrast's training step; --model {args.model} does not "
@@ -208,6 +211,15 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
                         help="what M3L-Contrast's pairwise KL compares: theta, the sampled topic proportions (the "
                              "authors' code, default), or posterior, the Gaussian posteriors (Eq. 1 as printed); "
                              "README, 'Which loss'")
+    parser.add_argument("--posterior-norm", choices=("ctm", "mean", "none"),
+                        help="how M3L-Contrast's inference networks normalise their posterior: batch norm on mu and "
+                             "log sigma^2 (ctm, default), on mu only (mean), or neither (none)")
+    parser.add_argument("--contrastive-reduction", choices=("mean", "sum"),
+                        help="M3L-Contrast's InfoNCE per view pair: mean over the batch's tuples (the authors' code, "
+                             "default) or sum (as Eq. 1 sums its terms)")
+    parser.add_argument("--inference-input", choices=("contextual", "combined"),
+                        help="what a language view's inference network reads: its embedding (contextual, default) "
+                             "or its bag of words as well (combined, as CTM's CombinedTM)")
     parser.add_argument("--torch-compile", action="store_true", help=_COMPILE_HELP)
 
 

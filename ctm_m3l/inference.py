@@ -93,7 +93,10 @@ class TopicModelMixin:
         with torch.no_grad():
             for s in range(0, len(rows), batch_size):
                 chunk = rows[s:s + batch_size]
-                x = torch.from_numpy(np.ascontiguousarray(embeddings[chunk], dtype=np.float32)).to(self.device)
+                x = np.ascontiguousarray(embeddings[chunk], dtype=np.float32)
+                if self.inference_input == "combined" and view in self.vocabularies:  # the text's words too
+                    x = np.hstack([x, dataset.bow[view][chunk].toarray().astype(np.float32)])
+                x = torch.from_numpy(x).to(self.device)
                 mu, logvar = self.model.posterior(a, x)
                 if n_samples == 0:  # no sampling: the topic proportions at the posterior mean
                     theta = torch.softmax(mu, dim=-1)

@@ -89,6 +89,11 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             variance near 1 and averaged samples give flat mixtures.
         contrastive_reduction: InfoNCE per view pair as a ``"mean"`` over the batch's tuples
             (the released code's NT-Xent) or a ``"sum"`` over them, as Eq. 1 sums all its terms.
+        inference_input: what a language view's inference network reads: ``"contextual"``, its
+            embedding (ZeroShotTM's input, the paper's), or ``"combined"``, its bag of words
+            concatenated to the embedding (CTM's ``CombinedTM``; beyond the paper).  Image
+            views always read their embedding.  A combined model infers a text's topics from
+            its words too, so new texts must be prepared with the training vocabularies.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default: CUDA when available).
         random_state: seed for initialisation, batch order and sampling; None for fresh randomness.
         torch_compile: compile the training objective with ``torch.compile`` (static shapes,
@@ -125,6 +130,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         "torch_compile": [Boolean()],
         "posterior_norm": [Options(*POSTERIOR_NORMS)],
         "contrastive_reduction": [Options("mean", "sum")],
+        "inference_input": [Options("contextual", "combined")],
     }
 
     def __init__(self, views: Sequence[str], n_components: int = 100, model_type: str = "prodLDA",
@@ -135,7 +141,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
                  similarity: str = "cosine", loss_weights: Mapping[str, float] | None = None,
                  pair_kl_on: str = "theta", device: Any = None, random_state: int | None = None,
                  num_data_loader_workers: int = 0, torch_compile: bool = False, posterior_norm: str = "ctm",
-                 contrastive_reduction: str = "mean") -> None:
+                 contrastive_reduction: str = "mean", inference_input: str = "contextual") -> None:
         # CTM's constructor builds a one-view network and its optimizer from sizes given up
         # front; this model learns its sizes from the dataset in ``fit``, so it sets CTM's
         # attributes itself instead of calling ``super().__init__``.  Settings are checked
@@ -159,6 +165,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         self.pair_kl_on = pair_kl_on
         self.posterior_norm = posterior_norm
         self.contrastive_reduction = contrastive_reduction
+        self.inference_input = inference_input
         self.weights = {**DEFAULT_LOSS_WEIGHTS, **{k: float(v) for k, v in (loss_weights or {}).items()}}
         self.random_state = random_state
         self.num_data_loader_workers = num_data_loader_workers
@@ -284,7 +291,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             "temperature": self.temperature, "similarity": self.similarity,
             "pair_kl_on": self.pair_kl_on, "loss_weights": self.weights, "random_state": self.random_state,
             "torch_compile": self.torch_compile, "posterior_norm": self.posterior_norm,
-            "contrastive_reduction": self.contrastive_reduction,
+            "contrastive_reduction": self.contrastive_reduction, "inference_input": self.inference_input,
         }
 
     def _config(self) -> dict[str, Any]:

@@ -34,14 +34,21 @@ class ReproduceConfig:
 
 
 def m3l_loss_label(options: dict | None = None) -> str:
-    """M3L-Contrast's loss as ``M3LTM(**options)`` trains it, in a few characters (part of a
-    run's key: results of another loss, e.g. an earlier default, never stand in for these)."""
+    """M3L-Contrast's loss and networks as ``M3LTM(**options)`` trains them, in a few characters
+    (part of a run's key: results of another loss, e.g. an earlier default, never stand in for
+    these).  The network settings added later are named only where they differ from the layout
+    every run before them had, so those runs keep their keys."""
     from ..model import M3LTM
+    from ..persistence import SETTINGS_ADDED
 
     model = M3LTM(views=["_"], **(options or {}))
     w = model.weights
-    return (f"rec{w['reconstruction']:g}+prior{w['prior_kl']:g}+pair{w['pair_kl']:g}({model.pair_kl_on})"
-            f"+s{w['contrastive']:g}({model.similarity},tau{model.temperature:g})")
+    label = (f"rec{w['reconstruction']:g}+prior{w['prior_kl']:g}+pair{w['pair_kl']:g}({model.pair_kl_on})"
+             f"+s{w['contrastive']:g}({model.similarity},tau{model.temperature:g})")
+    for name in ("posterior_norm", "contrastive_reduction", "inference_input"):
+        if getattr(model, name) != SETTINGS_ADDED[name]:
+            label += f"+{name}={getattr(model, name)}"
+    return label
 
 
 EXPERIMENTS = ("table1", "table2", "topics", "batch", "table4")

@@ -16,6 +16,7 @@ class BagsOfWords:
     language's vocabulary in turn); ``indptr_host`` sizes gathers without a device sync."""
 
     width: int
+    widths: list[int]  # each language's vocabulary, in language order
     indptr_host: np.ndarray
     indptr: torch.Tensor
     indices: torch.Tensor
@@ -32,6 +33,10 @@ class BagsOfWords:
         offsets = torch.cumsum(counts, 0) - counts
         position = (starts - offsets).index_select(0, row_of) + torch.arange(total, device=device)
         return row_of, self.indices.index_select(0, position), self.data.index_select(0, position)
+
+    def split(self, dense: torch.Tensor) -> list[torch.Tensor]:
+        """A dense ``(n, width)`` block cut into each language's ``(n, W_l)`` columns."""
+        return list(torch.split(dense, self.widths, dim=1))
 
     def dense(self, rows: torch.Tensor, rows_host: np.ndarray) -> torch.Tensor:
         """The given rows as a dense ``(len(rows), width)`` matrix."""
@@ -62,7 +67,7 @@ class DeviceData:
         csr = sp.hstack(parts, format="csr", dtype=np.float32)
         csr.sum_duplicates()
         csr.eliminate_zeros()
-        bow = BagsOfWords(width=csr.shape[1], indptr_host=csr.indptr.astype(np.int64),
+        bow = BagsOfWords(width=csr.shape[1], widths=[p.shape[1] for p in parts], indptr_host=csr.indptr.astype(np.int64),
                           indptr=torch.from_numpy(csr.indptr.astype(np.int64)).to(device),
                           indices=torch.from_numpy(csr.indices.astype(np.int64)).to(device),
                           data=torch.from_numpy(csr.data.astype(np.float32)).to(device))

@@ -8,7 +8,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from ..data import MultiViewDataset
 from ..networks import MultiViewDecoderNetwork
 
-__all__ = ["bind", "new_network", "build_network", "check_compatible"]
+__all__ = ["bind", "input_sizes", "new_network", "build_network", "check_compatible"]
 
 
 def bind(estimator, dataset: MultiViewDataset) -> None:
@@ -40,10 +40,18 @@ def bind(estimator, dataset: MultiViewDataset) -> None:
     build_network(estimator)
 
 
+def input_sizes(estimator) -> list[int]:
+    """What each view's inference network reads: its embedding, and for a language view of a
+    ``inference_input="combined"`` model its bag of words after it."""
+    combined = estimator.inference_input == "combined"
+    return [estimator.embedding_sizes[v] + (len(estimator.vocabularies[v]) if combined and v in estimator.vocabularies
+                                            else 0) for v in estimator.views]
+
+
 def new_network(estimator) -> MultiViewDecoderNetwork:
     vocab_sizes = {estimator.views.index(v): len(estimator.vocabularies[v]) for v in estimator.language_views}
     return MultiViewDecoderNetwork(
-        [estimator.embedding_sizes[v] for v in estimator.views], vocab_sizes, estimator.n_components,
+        input_sizes(estimator), vocab_sizes, estimator.n_components,
         estimator.model_type, estimator.hidden_sizes, estimator.activation, estimator.dropout,
         estimator.learn_priors, posterior_norm=estimator.posterior_norm,
     )

@@ -36,6 +36,7 @@ class FitLoop:
         e = estimator
         self.objective = Objective(e.model, e.weights, e.pair_kl_on, e.temperature, e.similarity,
                                    e.contrastive_reduction, world=self.world)
+        self.language_positions = [e.views.index(v) for v in e.language_views]
         self.data_parallel = None
         self.compiled = None
         if distributed:
@@ -83,8 +84,13 @@ class FitLoop:
         # Noise for the whole global batch (the same draw on every rank), this rank's rows.
         noise = torch.randn(len(e.views), len(batch_host), e.n_components,
                             device=e.device)[:, bounds[rank]:bounds[rank + 1]]
-        if self.compiled is not None and training:
+        dense = None
+        if e.inference_input == "combined":  # each language's network reads its words too
             dense = data.bow.dense(batch, local_host)
+            for a, words in zip(self.language_positions, data.bow.split(dense)):
+                embeddings[a] = torch.cat([embeddings[a], words], dim=1)
+        if self.compiled is not None and training:
+            dense = data.bow.dense(batch, local_host) if dense is None else dense
             try:
                 return self.compiled(embeddings, noise, dense, present)
             except torch._dynamo.exc.TorchDynamoException as error:  # e.g. no C++ compiler

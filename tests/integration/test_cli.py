@@ -67,6 +67,11 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
     assert settings["loss_weights"] == {"reconstruction": 1.0, "prior_kl": 0.0, "pair_kl": 0.1, "contrastive": 10.0}
     assert settings["temperature"] == 0.2 and settings["similarity"] == "dot"
     assert settings["pair_kl_on"] == "posterior"
+    assert main(common + ["--posterior-norm", "mean", "--contrastive-reduction", "sum",
+                          "--inference-input", "combined"]) == 0
+    settings = json.loads((tmp_path / "model" / "config.json").read_text())["settings"]
+    assert (settings["posterior_norm"], settings["contrastive_reduction"], settings["inference_input"]) == \
+        ("mean", "sum", "combined")
     capsys.readouterr()
     assert main(common + ["--loss-weights", "pair_kl"]) == 2
     assert "KEY=NUMBER" in capsys.readouterr().err

@@ -272,14 +272,16 @@ def test_cuda_without_cuda_is_a_clear_error():
         M3LTM(views=["en"], device="cuda")
 
 
-@pytest.mark.parametrize("pair_kl_on", ["theta", "posterior"])
+@pytest.mark.parametrize("pair_kl_on,inference_input", [("theta", "contextual"), ("posterior", "contextual"),
+                                                        ("theta", "combined")])
 @pytest.mark.parametrize("image_share", [1.0, 0.6])
-def test_training_objective_keeps_every_tensor_on_the_model_device(pair_kl_on, image_share):
+def test_training_objective_keeps_every_tensor_on_the_model_device(pair_kl_on, inference_input, image_share):
     # CI has no GPU: PyTorch's meta device stands in for CUDA.  An op that mixes a meta tensor
     # with a CPU tensor of any dimension raises (as with CUDA), so a tensor the training step
     # creates on the CPU by mistake fails here; meta computes shapes only, no values.
     _, train, _ = prepare(n_train=64, n_test=8, image_share=image_share)
-    model = M3LTM(views=VIEWS, n_components=K, random_state=0, device="meta", pair_kl_on=pair_kl_on)
+    model = M3LTM(views=VIEWS, n_components=K, random_state=0, device="meta", pair_kl_on=pair_kl_on,
+                  inference_input=inference_input)
     loop, data = start_fit(model, train)
     assert all(p.device.type == "meta" for p in model.model.parameters())
     terms = loop.batch_terms(data, np.arange(32))
@@ -363,3 +365,29 @@ def test_thetas_at_the_posterior_mean_without_sampling(trained):
     assert theta.max(1).mean() > sampled.max(1).mean()  # averaged samples are flatter
     with pytest.raises(ValueError, match="n_samples must be an int >= 0"):
         model.get_thetas(test, view="de", n_samples=-1)
+
+
+def test_combined_input_reads_each_language_s_words_too(tmp_path):
+    """inference_input="combined": a language's network reads its bag of words after its
+    embedding (CTM's CombinedTM); the image's reads its embedding only."""
+    _, train, test = prepare(n_train=400, n_test=100)
+    model = M3LTM(views=VIEWS, n_components=K, num_epochs=30, random_state=0, inference_input="combined")
+    model.fit(train, progress_bar=False)
+    net, sizes = model.model, {v: train.embeddings[v].shape[1] for v in VIEWS}
+    assert net.input_weight[0].shape[1] == sizes["en"] + len(train.vocabularies["en"])
+    assert net.input_weight[1].shape[1] == sizes["de"] + len(train.vocabularies["de"])
+    assert net.input_weight[2].shape[1] == sizes["image"]
+    theta = {v: model.get_thetas(test, view=v, seed=0) for v in VIEWS}
+    chance = np.mean(1.0 / np.arange(1, len(test) + 1))
+    assert mrr(theta["en"], theta["de"]) > 5 * chance and mrr(theta["en"], theta["image"]) > 5 * chance
+    # The same embeddings with other tuples' German words: other German topics.
+    swapped = test.subset(np.arange(len(test)))
+    swapped.bow["de"] = test.bow["de"][np.roll(np.arange(len(test)), 1)]
+    moved = np.abs(model.get_thetas(swapped, view="de", seed=0) - theta["de"]).sum(axis=1)
+    assert np.median(moved) > 0.05
+    np.testing.assert_array_equal(model.get_thetas(swapped, view="image", seed=0), theta["image"])
+    # Saved and loaded with its layout.
+    model.save(tmp_path / "m")
+    loaded = M3LTM.load(tmp_path / "m")
+    assert loaded.inference_input == "combined"
+    np.testing.assert_array_equal(loaded.get_thetas(test, view="de", seed=0), theta["de"])

@@ -21,9 +21,10 @@ def _terms_and_gradients(model, loop, data, batch):
 
 
 @needs_cpp
-def test_compiled_objective_equals_the_eager_one():
+@pytest.mark.parametrize("inference_input", ["contextual", "combined"])
+def test_compiled_objective_equals_the_eager_one(inference_input):
     _, train, _ = prepare(n_train=64, n_test=8, image_share=0.6, seed=3)
-    model = M3LTM(views=VIEWS, n_components=K, random_state=0)
+    model = M3LTM(views=VIEWS, n_components=K, random_state=0, inference_input=inference_input)
     loop, data = start_fit(model, train, compile=True)  # what fit(torch_compile=True) runs
     model.model.train()
     batch = np.arange(32)

@@ -49,6 +49,9 @@ def test_m3l_loss_label_names_every_loss_setting():
     earlier = {"pair_kl_on": "posterior", "similarity": "dot", "temperature": 0.1,
                "loss_weights": {"prior_kl": 1, "pair_kl": 0.03}}
     assert m3l_loss_label(earlier) == "rec1+prior1+pair0.03(posterior)+s50(dot,tau0.1)"
+    layout = {"posterior_norm": "mean", "contrastive_reduction": "sum", "inference_input": "combined"}
+    assert m3l_loss_label(layout) == ("rec1+prior0+pair1(theta)+s50(cosine,tau0.07)+posterior_norm=mean"
+                                      "+contrastive_reduction=sum+inference_input=combined")
 
 
 def _lines(path):
