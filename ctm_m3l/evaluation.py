@@ -210,7 +210,8 @@ def evaluate(system, train, test, seed: int | None = 0, topk: int = 10) -> dict[
     ``largest_share_{view}`` (the mean largest topic share: how peaked the mixtures are, 1/K for
     flat ones), and per language
     ``npmi_{l}``, ``diversity_{l}``, ``irbo_{l}`` plus ``cnpmi_{l1}_{l2}`` (topics of
-    ``system``, coherence against the training texts).
+    ``system``, coherence against the training texts; ``cnpmi`` only where topic ``i`` is one
+    topic in every language, ``system.aligned_topics``).
     """
     views = [v for v in system.views if v in test.view_names and test.has_view(v).any()]
     with warnings.catch_warnings():
@@ -259,7 +260,7 @@ def evaluate(system, train, test, seed: int | None = 0, topk: int = 10) -> dict[
             metrics[f"npmi_{language}"] = npmi(topics[language], texts, topk=topk)
             metrics[f"diversity_{language}"] = topic_diversity(topics[language], topk=25)
             metrics[f"irbo_{language}"] = inverted_rbo(topics[language], topk=topk)
-        for la, lb in itertools.combinations(topics, 2):
+        for la, lb in itertools.combinations(topics if getattr(system, "aligned_topics", True) else [], 2):
             both = train.has_view(la) & train.has_view(lb)
             docs_a = [train.documents[la][i].split() for i in np.flatnonzero(both)]
             docs_b = [train.documents[lb][i].split() for i in np.flatnonzero(both)]

@@ -22,6 +22,9 @@ class Baseline(ABC):
     name: str = "baseline"
     distance: str = "jsd"
     has_topics: bool = True
+    #: Topic ``i`` is the same topic in every language (``cnpmi`` compares them); False for
+    #: systems with one unrelated model per language.
+    aligned_topics: bool = True
     views: list[str]
 
     @abstractmethod

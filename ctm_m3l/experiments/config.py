@@ -96,6 +96,8 @@ class _Run:
         return "|".join([self.system, self.views, "/".join(config.encoder_combos[self.combo])]
                         + (["aligned=mcse"] if self.mcse else [])
                         + ([f"loss={m3l_loss_label()}"] if self.system == "m3l" else [])
+                        # ZeroshotTM trains a model per language (German topics), as the paper does
+                        + (["languages=each"] if self.system == "zeroshot" else [])
                         + [f"train={config.n_train or 'all'}", f"test={config.n_test or 'all'}",
                            f"K={self.n_components}", f"batch={batch or '-'}", length, f"seed={self.seed}"])
 

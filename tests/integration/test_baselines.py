@@ -87,8 +87,18 @@ def test_zeroshot_runs_through_ctms_own_class(planted):
     assert theta["de"].shape == (100, 5) and np.allclose(theta["de"].sum(1), 1)
     assert mrr(theta["en"], theta["de"]) > 5 * np.mean(1.0 / np.arange(1, 101))
     assert all(w.startswith("en") for topic in model.get_topic_lists(3) for w in topic)
-    with pytest.raises(ValueError, match="only in its training language 'en'"):
-        model.get_topic_lists(3, language="de")
+    # As the paper trains it: a German model of its own gives the German topics.
+    assert model.language_views == ["en", "de"] and not model.aligned_topics
+    assert all(w.startswith("de") for topic in model.get_topic_lists(3, language="de") for w in topic)
+    np.testing.assert_array_equal(  # retrieval stays in the English model's space
+        model.get_thetas(test, view="de", seed=0), theta["de"])
+    with pytest.raises(ValueError, match=r"zeroshot has topics in \['en', 'de'\].*not in 'image'"):
+        model.get_topic_lists(3, language="image")
+    english_only = ZeroShotBaseline("en", ["en", "de"], n_components=5, num_epochs=15, random_state=0,
+                                    each_language=False).fit(train)
+    np.testing.assert_array_equal(english_only.get_thetas(test, view="de", seed=0), theta["de"])
+    with pytest.raises(ValueError, match=r"zeroshot has topics in \['en'\]"):
+        english_only.get_topic_lists(3, language="de")
 
 
 def test_zeroshot_refuses_unaligned_encoders_and_uses_an_aligner(planted):
