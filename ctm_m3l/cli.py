@@ -178,6 +178,19 @@ def cmd_infer(args) -> int:
     return 0
 
 
+def cmd_explore(args) -> int:
+    from .data import M3LDataPreparation
+    from .figures import explore_page
+    from .model import M3LTM
+
+    model = M3LTM.load(args.model, device=args.device)
+    prep = M3LDataPreparation.load(args.model, device=args.device, trust_remote_code=args.trust_tokenizer)
+    out = explore_page(model, prep, args.data, args.output, custom_embeddings=_embeddings(args.embeddings) or None,
+                       n_topics=args.topics, seed=args.seed)
+    print(f"wrote {out}")
+    return 0
+
+
 def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, seed, epochs_help) -> None:
     """The options `fit` and `evaluate` share: views, encoders, vocabulary and training."""
     parser.add_argument("--views", required=True, help="comma-separated view names, e.g. en,de,image")
@@ -313,6 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--device", default=None, help="cpu or cuda")
     infer.add_argument("--output", required=True, help="output .csv or .jsonl")
     infer.set_defaults(func=cmd_infer)
+
+    explore = sub.add_parser("explore", help="an interactive page (one HTML file) of a saved model's topic space")
+    explore.add_argument("model", help="directory of a model saved by `ctm-m3l fit`")
+    explore.add_argument("--data", required=True, help="JSONL/CSV tuples to map (any of the model's views)")
+    explore.add_argument("--embeddings", nargs="*", metavar="VIEW=FILE.npy",
+                         help="precomputed embeddings instead of the encoders")
+    explore.add_argument("--topics", type=int, default=20, help="most frequent topics shown side by side (default 20)")
+    explore.add_argument("--seed", type=int, default=0, help="seed of the sampling noise and of t-SNE (default 0)")
+    explore.add_argument("--trust-tokenizer", action="store_true", help="as for infer")
+    explore.add_argument("--device", default=None, help="cpu or cuda")
+    explore.add_argument("--output", required=True, help="the page to write (.html)")
+    explore.set_defaults(func=cmd_explore)
     return parser
 
 

@@ -1,11 +1,10 @@
-"""Pictures of a fitted model: the topic space of texts and images (paper Figure 2), as a PNG
-and as a self-contained interactive HTML page, and topic tables per language side by side."""
+"""Pictures of a fitted model as PNGs (matplotlib): the topic space of texts and images (paper
+Figure 2) and topic tables per language side by side.  The interactive versions (plotly) are
+in :mod:`ctm_m3l.figures`."""
 from __future__ import annotations
 
 import base64
-import html
 import io
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pandas as pd
 
 from .evaluation import jsd_matrix
 
-__all__ = ["topic_space", "plot_topic_space", "topic_space_html", "topic_table", "plot_topic_table"]
+__all__ = ["topic_space", "plot_topic_space", "topic_table", "plot_topic_table"]
 
 _COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
@@ -98,76 +97,6 @@ def _thumbnail(path: Any, size: int = 96) -> str | None:
         return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
     except (OSError, ValueError):
         return None
-
-
-def topic_space_html(space: pd.DataFrame, path: str | Path, items: Mapping[str, Sequence[Any]] | None = None,
-                     topic_words: Sequence[Sequence[str]] | None = None, image_views: Sequence[str] = (),
-                     title: str = "Topic space") -> Path:
-    """A self-contained HTML page (no network needed) of :func:`topic_space`: hovering a point
-    shows its view, id, the text (or the image as an embedded thumbnail) and the top topic's
-    words; clicking highlights the other views of the same tuple.
-
-    Args:
-        items: ``{view: raw items, row-aligned}`` (texts, or image paths for ``image_views``).
-        topic_words: the words of every topic (e.g. ``model.get_topic_lists(6, language="en")``).
-    """
-    xs, ys = space["x"].to_numpy(), space["y"].to_numpy()
-    span = max(np.ptp(xs), np.ptp(ys), 1e-9)
-    points = []
-    views = list(dict.fromkeys(space["view"]))
-    for rec in space.itertuples(index=False):
-        item = items[rec.view][rec.row] if items and rec.view in items else None
-        content = ""
-        if item is not None:
-            if rec.view in image_views:
-                thumb = _thumbnail(item)
-                content = f'<img src="{thumb}">' if thumb else html.escape(str(item))
-            else:
-                text = str(item)
-                content = html.escape(text[:300] + ("..." if len(text) > 300 else ""))
-        words = " ".join(topic_words[rec.top_topic]) if topic_words is not None else ""
-        points.append({
-            "x": float((rec.x - xs.min()) / span), "y": float((rec.y - ys.min()) / span),
-            "v": views.index(rec.view), "id": str(rec.id),
-            "tip": f"<b>{html.escape(rec.view)}</b> · {html.escape(str(rec.id))}<br>{content}"
-                   f"<br><i>topic {int(rec.top_topic)}: {html.escape(words)}</i>",
-        })
-    legend = "".join(f'<span style="color:{_COLOURS[i % len(_COLOURS)]}">&#9679; {html.escape(v)}</span> '
-                     for i, v in enumerate(views))
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 16px; }}
-#map {{ border: 1px solid #ccc; }}
-#tip {{ position: absolute; display: none; background: #fff; border: 1px solid #888; padding: 6px;
-        max-width: 320px; font-size: 12px; pointer-events: none; box-shadow: 2px 2px 6px #aaa; }}
-#tip img {{ display: block; margin: 4px 0; }}
-</style></head>
-<body><h3>{html.escape(title)}</h3><div>{legend} &nbsp; (hover: item and top topic; click: its tuple)</div>
-<svg id="map" width="760" height="760" viewBox="-0.03 -0.03 1.06 1.06"></svg><div id="tip"></div>
-<script>
-const points = {json.dumps(points)};
-const colours = {json.dumps(_COLOURS)};
-const svg = document.getElementById("map"), tip = document.getElementById("tip");
-const ns = "http://www.w3.org/2000/svg";
-const circles = points.map(p => {{
-  const c = document.createElementNS(ns, "circle");
-  c.setAttribute("cx", p.x); c.setAttribute("cy", 1 - p.y); c.setAttribute("r", 0.006);
-  c.setAttribute("fill", colours[p.v % colours.length]); c.setAttribute("fill-opacity", 0.75);
-  c.addEventListener("mousemove", e => {{ tip.innerHTML = p.tip; tip.style.display = "block";
-    tip.style.left = (e.pageX + 12) + "px"; tip.style.top = (e.pageY + 12) + "px"; }});
-  c.addEventListener("mouseleave", () => {{ tip.style.display = "none"; }});
-  c.addEventListener("click", () => {{ circles.forEach((o, i) => {{
-    const same = points[i].id === p.id;
-    o.setAttribute("r", same ? 0.014 : 0.006); o.setAttribute("stroke", same ? "#000" : "none");
-    o.setAttribute("stroke-width", 0.003); }}); }});
-  svg.appendChild(c); return c;
-}});
-</script></body></html>
-"""
-    path = Path(path)
-    path.write_text(page, encoding="utf-8")
-    return path
 
 
 def topic_table(model, k: int = 10, languages: Sequence[str] | None = None) -> pd.DataFrame:

@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 
 from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView, load_multi30k
-from ctm_m3l.plots import plot_topic_space, plot_topic_table, topic_space, topic_space_html, topic_table
+from ctm_m3l.figures import topic_space_figure, topics_figure, write_page
+from ctm_m3l.plots import plot_topic_space, plot_topic_table, topic_space, topic_table
 
 
 def main():
@@ -32,8 +33,10 @@ def main():
     space = topic_space(thetas, ids=test.ids)
     plot_topic_space(space, out / "topic_space.png", title="M3L-Contrast: held-out Multi30k tuples")
     items = {v: [r.get(v) for r in test_rows] for v in ["en", "de", "image"]}
-    topic_space_html(space, out / "topic_space.html", items=items, image_views=["image"],
-                     topic_words=model.get_topic_lists(6, language="en"))
+    words = {lang: model.get_topic_lists(8, language=lang) for lang in model.language_views}
+    figure = topic_space_figure(space, thetas=thetas, items=items, topic_words=words, image_views=["image"])
+    write_page(out / "topic_space.html", figure, [topics_figure(words, topics=range(12))],
+               image_paths=[p for p in items["image"] if p])
     table = topic_table(model, k=8)
     plot_topic_table(table, out / "topics.png", topics=range(12))
     print(table.head(12).to_string())

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..figures import ablation_figure, write_page
 from .config import (
     _BATCH_FIGURES,
     _TABLE4_KEYS,
@@ -131,6 +132,7 @@ def _report(out: Path, config: ReproduceConfig, plan, done: dict, figures: bool)
             markdown.append(_table(title, {model: found for model, found in exp[key].items()}, keys))
     if "table4" in exp:
         markdown.append(_table("Table 4: M3L-Contrast by encoders (en / de / image)", exp["table4"], _TABLE4_KEYS))
+    interactive = []  # the same curves as plotly figures, in one page (figures.html)
     for fig, label, _, metric, ylabel in _TOPIC_FIGURES:
         series = exp.get(f"{fig}_topics", {})
         ks = [k for k in config.topic_numbers if all(str(k) in points for points in series.values())]
@@ -139,9 +141,10 @@ def _report(out: Path, config: ReproduceConfig, plan, done: dict, figures: bool)
                                    {f"{model}, K={k}": points[str(k)] for model, points in series.items() for k in ks},
                                    [metric]))
             if figures:
-                _line_plot(out / f"{fig}_topics.png", ks,
-                           {model: [_summary(points[str(k)], [metric])[metric] for k in ks]
-                            for model, points in series.items()}, "topics", ylabel, f"Topic number ({label})")
+                curves = {model: [_summary(points[str(k)], [metric])[metric] for k in ks]
+                          for model, points in series.items()}
+                _line_plot(out / f"{fig}_topics.png", ks, curves, "topics", ylabel, f"Topic number ({label})")
+                interactive.append(ablation_figure(ks, curves, "topics", ylabel, f"Topic number ({label})"))
     for fig, label, _, metric, ylabel in _BATCH_FIGURES:
         points = exp.get(f"{fig}_batch", {})
         sizes = [b for b in config.batch_sizes if str(b) in points]
@@ -149,12 +152,15 @@ def _report(out: Path, config: ReproduceConfig, plan, done: dict, figures: bool)
             markdown.append(_table(f"Batch size ({label}): {metric}", {f"m3l, batch {b}": points[str(b)]
                                                                       for b in sizes}, [metric]))
             if figures:
-                _line_plot(out / f"{fig}_batch.png", sizes,
-                           {"m3l": [_summary(points[str(b)], [metric])[metric] for b in sizes]},
-                           "batch size", ylabel, f"Batch size ({label})")
+                curves = {"m3l": [_summary(points[str(b)], [metric])[metric] for b in sizes]}
+                _line_plot(out / f"{fig}_batch.png", sizes, curves, "batch size", ylabel, f"Batch size ({label})")
+                interactive.append(ablation_figure(sizes, curves, "batch size", ylabel, f"Batch size ({label})"))
     if figures:
         markdown.append("Figures: fig3_topics.png, fig4_topics.png (topic number), fig5_batch.png, "
-                        "fig6_batch.png (batch size), where their experiments ran.\n")
+                        "fig6_batch.png (batch size), where their experiments ran; figures.html has them "
+                        "to explore.\n")
+        if interactive:
+            write_page(out / "figures.html", figures=interactive, title="Reproduction: the ablations")
     results = {"config": asdict(config), "experiments": exp}
     _write_atomic(out / "results.json", json.dumps(results, indent=1))
     _write_atomic(out / "tables.md", "\n".join(markdown))

@@ -1,5 +1,4 @@
 """Plots: the topic space as PNG and self-contained HTML, topic tables."""
-import json
 import re
 
 import numpy as np
@@ -8,7 +7,7 @@ from PIL import Image
 
 from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
 from ctm_m3l.data.synthetic import planted_tuples
-from ctm_m3l.plots import plot_topic_space, plot_topic_table, topic_space, topic_space_html, topic_table
+from ctm_m3l.plots import plot_topic_space, plot_topic_table, topic_space, topic_table
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +33,23 @@ def test_topic_space_png(fitted, tmp_path):
     assert image.size[0] > 500 and len(set(image.convert("RGB").getdata())) > 50  # a real drawing
 
 
-def test_topic_space_html_is_self_contained(fitted, tmp_path, multi30k_dir):
+def test_topic_space_page_is_self_contained_with_thumbnails(fitted, tmp_path, multi30k_dir):
+    from ctm_m3l.figures import topic_space_figure, topics_figure, write_page
+
     rows, test, model, thetas = fitted
     space = topic_space(thetas, ids=test.ids)
-    photo = next((multi30k_dir / "images").glob("*.jpg"))
-    items = {"en": [r["en"] for r in rows], "image": [str(photo)] * len(rows)}
-    page = topic_space_html(space, tmp_path / "space.html", items=items, image_views=["image"],
-                            topic_words=model.get_topic_lists(3, language="en")).read_text()
-    points = json.loads(re.search(r"const points = (\[.*?\]);\n", page, re.S).group(1))
-    assert len(points) == len(space)
-    assert sum("data:image/jpeg;base64," in p["tip"] for p in points) == 50  # thumbnails embedded
-    assert all("topic " in p["tip"] for p in points)
-    assert not re.search(r"(src|href)=\"https?://", page)  # nothing loaded from the network
+    photo = str(next((multi30k_dir / "images").glob("*.jpg")))
+    items = {"en": [r["en"] for r in rows], "image": [photo] * len(rows)}
+    words = {lang: model.get_topic_lists(3, language=lang) for lang in model.language_views}
+    fig = topic_space_figure(space, thetas=thetas, items=items, topic_words=words, image_views=["image"])
+    assert [trace.name for trace in fig.data] == ["en (60)", "de (60)", "image (50)"]  # one per view: toggles
+    assert all("topic " in text and "de: " in text for trace in fig.data for text in trace.text)
+    topics = topics_figure(words, images={0: [photo]})
+    assert len(topics.layout.images) == 1 and topics.layout.images[0].source.startswith("data:image/jpeg;base64,")
+    page = write_page(tmp_path / "space.html", fig, [topics], image_paths=[photo]).read_text()
+    # The hover panel's thumbnail and the topic's image (plotly's JSON writes "/" as "\\u002f").
+    assert len(re.findall(r"data:image(/|\\u002f)jpeg;base64,", page)) >= 2
+    assert not re.search(r"<script[^>]*\bsrc=[\"']?https?:", page)  # plotly.js inside: opens offline
 
 
 def test_topic_table(fitted, tmp_path):

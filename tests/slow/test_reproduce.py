@@ -32,6 +32,8 @@ def test_reproduce_tiny(tmp_path, multi30k_dir):
     assert "Table 1" in tables and "| m3l |" in tables and "Table 4" in tables
     for figure in ("fig3_topics", "fig4_topics", "fig5_batch", "fig6_batch"):
         assert (tmp_path / f"{figure}.png").stat().st_size > 5000
+    page = (tmp_path / "figures.html").read_text()  # the same four curves, interactive, in one page
+    assert page.count('class="plotly-graph-div"') == 4 and "Topic number (en,de)" in page
     assert json.loads((tmp_path / "results.json").read_text())["config"]["n_train"] == 400
     # Every run says what produced it, and the tables say which code their runs ran.
     record = json.loads(_lines(tmp_path / "runs.jsonl")[0])
