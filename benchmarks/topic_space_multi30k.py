@@ -34,6 +34,11 @@ VARIANTS = {
     "combined input": {"inference_input": "combined"},
     "mu-only norm, InfoNCE summed, combined input": {"posterior_norm": "mean", "contrastive_reduction": "sum",
                                                      "inference_input": "combined"},
+    "mu-only norm, InfoNCE summed, combined input, prior KL": {
+        "posterior_norm": "mean", "contrastive_reduction": "sum", "inference_input": "combined",
+        "loss_weights": {"prior_kl": 1.0}},
+    "mu-only norm, combined input": {"posterior_norm": "mean", "inference_input": "combined"},
+    "ctm norm, InfoNCE summed, combined input": {"contrastive_reduction": "sum", "inference_input": "combined"},
 }
 KEYS = [("mrr_en_image", "MRR en->photo"), ("mrr_en_de", "MRR en->de"), ("uap_en_image", "UAP en->photo"),
         ("uap_de_image", "UAP de->photo"), ("npmi_en", "NPMI en"), ("npmi_de", "NPMI de"),
