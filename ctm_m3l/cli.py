@@ -223,7 +223,7 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
     parser.add_argument("--pair-kl-on", choices=("theta", "posterior"),
                         help="what M3L-Contrast's pairwise KL compares: theta, the sampled topic proportions (the "
                              "authors' code, default), or posterior, the Gaussian posteriors (Eq. 1 as printed); "
-                             "README, 'Which loss'")
+                             "docs/research/which-loss.md")
     parser.add_argument("--posterior-norm", choices=("ctm", "mean", "none"),
                         help="how M3L-Contrast's inference networks normalise their posterior: batch norm on mu and "
                              "log sigma^2 (ctm, default), on mu only (mean), or neither (none)")

@@ -25,7 +25,7 @@ def load_multi30k(split: str = "train", root: str | os.PathLike | None = None,
                   limit: int | None = None) -> list[dict]:
     """Multi30k tuples as a list of dicts (keys ``id`` and the views).
 
-    Layouts (see the README, "Data"):
+    Layouts (see docs/guide/data.md):
 
     - ``"comparable"`` (Multi30k task 2): one tuple per Flickr30k image, ``en`` = the five
       English descriptions joined, ``de`` = the five independently written German ones,
@@ -48,7 +48,7 @@ def load_multi30k(split: str = "train", root: str | os.PathLike | None = None,
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found. Put the Multi30k files under {base} (or pass root=..., or set "
-            "CTM_M3L_DATA); the README's 'Data' section says where the public captions come from "
+            "CTM_M3L_DATA); docs/guide/data.md says where the public captions come from "
             "and how to build the JSONL files")
     records, folder = read_rows(path)
     out = []
