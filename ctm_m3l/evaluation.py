@@ -249,7 +249,8 @@ def evaluate(system, train, test, seed: int | None = 0, topk: int = 10) -> dict[
     for v in views:
         metrics[f"uniformity_{v}"] = uniformity(reps[v])
         if system.distance == "jsd":
-            metrics[f"largest_share_{v}"] = float(np.nanmax(reps[v], axis=1)[~np.isnan(reps[v]).any(1)].mean())
+            finite = reps[v][~np.isnan(reps[v]).any(1)]
+            metrics[f"largest_share_{v}"] = float(finite.max(axis=1).mean())
     if getattr(system, "has_topics", False):
         topics = {}
         for language in system.language_views:
