@@ -28,7 +28,8 @@ def _refused_examples():
                     continue
                 bad = constraint.invalid_example()
                 if not any(c.is_satisfied_by(bad) for c in constraints):
-                    yield pytest.param(cls, name, bad, id=f"{cls.__name__}-{name}={bad!r}")
+                    shown = repr(bad) if not repr(bad).startswith("<") else type(bad).__name__  # stable ids
+                    yield pytest.param(cls, name, bad, id=f"{cls.__name__}-{name}={shown}")
 
 
 @pytest.mark.parametrize("cls,name,bad", list(_refused_examples()))
