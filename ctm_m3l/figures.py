@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .plots import _thumbnail
+from .plots import _COLOURS, _thumbnail
 
 __all__ = ["topic_space_figure", "topics_figure", "ablation_figure", "write_page", "explore_page", "TOPIC_SPACE_ID"]
 
 #: The ``div`` id of the topic space in a page from :func:`write_page` (its script finds it by it).
 TOPIC_SPACE_ID = "topic-space"
-_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 _SIZE, _MARKED = 7, 16
 
 
