@@ -97,7 +97,8 @@ class FitLoop:
                 warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error)[:300]}); "
                               "training continues without it", stacklevel=2)
                 self.compiled = None
-        bow = data.bow.entries(batch, local_host)
+        # With the combined input the batch's words are dense already: reconstruction reads them.
+        bow = dense if dense is not None else data.bow.entries(batch, local_host)
         if not dist_info:
             return self.objective(embeddings, noise, bow, present)
         global_mask = data.mask[batch_host]
