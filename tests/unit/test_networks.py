@@ -215,3 +215,26 @@ def test_cpu_dropout_keeps_the_expected_value_and_rate():
         first = dropout(x, 0.5, True)
         torch.manual_seed(1)
         torch.testing.assert_close(dropout(x, 0.5, True), first)  # the seed fixes the mask
+
+
+def test_combined_input_by_hand():
+    """``inference_input="combined"``: a language view's posterior is its network applied to its
+    embedding followed by its bag-of-words counts (CTM's CombinedTM input); the image view's to
+    its embedding alone."""
+    from ctm_m3l.data.synthetic import planted_datasets
+
+    _, train, test = planted_datasets(64, 12, n_topics=K)
+    views = ["en", "de", "image"]
+    model = M3LTM(views=views, n_components=K, num_epochs=2, batch_size=16, random_state=0,
+                  posterior_norm="mean", inference_input="combined")
+    model.fit(train, progress_bar=False)
+    net = model.model.eval()
+    for v, name in enumerate(views):
+        x = torch.from_numpy(test.embeddings[name]).float()
+        if name in test.vocabularies:
+            x = torch.cat([x, torch.from_numpy(test.bow[name].toarray()).float()], dim=1)
+        with torch.no_grad():
+            mu, _ = by_hand(net, v, x, running=True)
+        got = model.get_thetas(test, view=name, n_samples=0)
+        np.testing.assert_allclose(got, torch.softmax(mu.double(), -1).numpy(), rtol=1e-5, atol=1e-6)
+    assert net.input_weight[0].shape[1] == train.embeddings["en"].shape[1] + len(train.vocabularies["en"])
