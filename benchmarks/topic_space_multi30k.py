@@ -39,6 +39,16 @@ VARIANTS = {
         "loss_weights": {"prior_kl": 1.0}},
     "mu-only norm, combined input": {"posterior_norm": "mean", "inference_input": "combined"},
     "ctm norm, InfoNCE summed, combined input": {"contrastive_reduction": "sum", "inference_input": "combined"},
+    # The contrastive weight s with InfoNCE summed (the paper sets s = 50 "based on initial experiments").
+    "mu-only norm, InfoNCE summed, combined input, s=20": {
+        "posterior_norm": "mean", "contrastive_reduction": "sum", "inference_input": "combined",
+        "loss_weights": {"contrastive": 20.0}},
+    "mu-only norm, InfoNCE summed, combined input, s=10": {
+        "posterior_norm": "mean", "contrastive_reduction": "sum", "inference_input": "combined",
+        "loss_weights": {"contrastive": 10.0}},
+    "mu-only norm, InfoNCE summed, combined input, s=5": {
+        "posterior_norm": "mean", "contrastive_reduction": "sum", "inference_input": "combined",
+        "loss_weights": {"contrastive": 5.0}},
 }
 KEYS = [("mrr_en_image", "MRR en->photo"), ("mrr_en_de", "MRR en->de"), ("uap_en_image", "UAP en->photo"),
         ("uap_de_image", "UAP de->photo"), ("npmi_en", "NPMI en"), ("npmi_de", "NPMI de"),
