@@ -15,7 +15,8 @@ so a killed process loses at most one epoch and the ledger picks up where it sto
         --ledger benchmarks/results/topic-space/full-scale.jsonl --checkpoints CKPT \
         --settings en-de --systems m3l --variants "mu-only norm, InfoNCE summed" --seeds 0 1 2
 
-``--report`` prints the ledger's means and sample SDs per setting, system and variant.
+``--report`` prints the ledger's means and sample SDs per setting, system and variant;
+``--markdown FILE`` writes them as one Markdown table per setting (the docs include it).
 """
 import argparse
 import sys
@@ -49,12 +50,15 @@ def _key(setting, system, variant, seed, args):
             f"|K={args.topics}|{length}|seed={seed}")
 
 
-def _report(ledger: Path) -> None:
-    done = read_runs(ledger, print)
+def _groups(ledger: Path) -> dict[tuple, list[dict]]:
     groups: dict[tuple, list[dict]] = {}
-    for record in done.values():
+    for record in read_runs(ledger, print).values():
         groups.setdefault((record["setting"], record["system"], record["variant"]), []).append(record)
-    for (setting, system, variant), records in sorted(groups.items()):
+    return groups
+
+
+def _report(ledger: Path) -> None:
+    for (setting, system, variant), records in sorted(_groups(ledger).items()):
         keys = sorted({k for r in records for k in r["metrics"]
                        if k.startswith(("mrr_", "uap_", "npmi_", "diversity_", "largest_share_"))
                        and "100" not in k})
@@ -63,6 +67,52 @@ def _report(ledger: Path) -> None:
             values = [r["metrics"].get(k, float("nan")) for r in records]
             sd = f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
             print(f"  {k:22s} {np.mean(values):.3f}{sd}")
+
+
+def _pair_mrrs(metrics: dict, languages) -> list[float]:
+    return [metrics[f"mrr_{a}_{b}"] for a in languages for b in languages if a != b and f"mrr_{a}_{b}" in metrics]
+
+
+#: (column title, metric) per setting, for the Markdown tables; "worst pair" and "mean pair" are
+#: the lowest and the mean MRR over every ordered pair of the four languages.
+COLUMNS = {
+    "en-de": [("MRR en->de", "mrr_en_de"), ("MRR de->en", "mrr_de_en"), ("NPMI en", "npmi_en"),
+              ("NPMI de", "npmi_de"), ("diversity en", "diversity_en"), ("largest share en", "largest_share_en")],
+    "en-de-photo": [("MRR en->de", "mrr_en_de"), ("UAP en->photo", "uap_en_image"), ("UAP de->photo", "uap_de_image"),
+                    ("NPMI en", "npmi_en"), ("NPMI de", "npmi_de"), ("diversity en", "diversity_en"),
+                    ("largest share photo", "largest_share_image")],
+    "parallel4": [("worst pair MRR", "worst pair"), ("mean pair MRR", "mean pair"), ("NPMI en", "npmi_en"),
+                  ("NPMI de", "npmi_de"), ("NPMI fr", "npmi_fr"), ("NPMI cs", "npmi_cs"),
+                  ("diversity en", "diversity_en"), ("largest share en", "largest_share_en")],
+}
+
+
+def _value(metrics: dict, column: str) -> float:
+    if column in ("worst pair", "mean pair"):
+        pairs = _pair_mrrs(metrics, ("en", "de", "fr", "cs"))
+        return min(pairs) if column == "worst pair" else float(np.mean(pairs))
+    return metrics.get(column, np.nan)
+
+
+def markdown_tables(ledger: Path) -> str:
+    """One table per setting: each system and variant's mean (± sample SD over its seeds)."""
+    groups, out = _groups(ledger), []
+    for setting, columns in COLUMNS.items():
+        rows = sorted((k, v) for k, v in groups.items() if k[0] == setting)
+        if not rows:
+            continue
+        out += [f"**{setting}**", "", "| system | variant | seeds | " + " | ".join(t for t, _ in columns) + " |",
+                "|---|---|---|" + "---|" * len(columns)]
+        for (_, system, variant), records in rows:
+            cells = []
+            for _, column in columns:
+                values = [_value(r["metrics"], column) for r in records]
+                sd = f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
+                cells.append(f"{np.mean(values):.3f}{sd}" if np.isfinite(values).all() else "-")
+            seeds = ", ".join(str(s) for s in sorted(r["seed"] for r in records))
+            out.append(f"| {system} | {variant} | {seeds} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def main(argv=None):
@@ -81,7 +131,12 @@ def main(argv=None):
     parser.add_argument("--n-train", type=int, default=None, help="first N train tuples (default: all)")
     parser.add_argument("--torch-compile", action="store_true")
     parser.add_argument("--report", action="store_true", help="print the ledger's summary and stop")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="write the ledger's tables (Markdown, one per setting) to this file and stop")
     args = parser.parse_args(argv)
+    if args.markdown:
+        args.markdown.write_text(markdown_tables(args.ledger) + "\n")
+        return None
     if args.report:
         return _report(args.ledger)
     done = read_runs(args.ledger, print)
