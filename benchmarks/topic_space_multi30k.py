@@ -40,6 +40,12 @@ VARIANTS = {
     "mu-only norm, combined input": {"posterior_norm": "mean", "inference_input": "combined"},
     "ctm norm, InfoNCE summed, combined input": {"contrastive_reduction": "sum", "inference_input": "combined"},
     # The contrastive weight s with InfoNCE summed (the paper sets s = 50 "based on initial experiments").
+    "mu-only norm, InfoNCE summed, combined input, s=200": {
+        "posterior_norm": "mean", "contrastive_reduction": "sum", "inference_input": "combined",
+        "loss_weights": {"contrastive": 200.0}},
+    "mu-only norm, InfoNCE summed, combined input, s=100": {
+        "posterior_norm": "mean", "contrastive_reduction": "sum", "inference_input": "combined",
+        "loss_weights": {"contrastive": 100.0}},
     "mu-only norm, InfoNCE summed, combined input, s=20": {
         "posterior_norm": "mean", "contrastive_reduction": "sum", "inference_input": "combined",
         "loss_weights": {"contrastive": 20.0}},
