@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import warnings
+
 import numpy as np
 from scipy.special import digamma
 
@@ -182,9 +184,12 @@ class PLTM(Baseline):
         self._offsets = np.concatenate([[0], np.cumsum(sizes)])[:-1]
         doc_ptr, words, langs, counts = self._tokens(dataset, self.views)
         empty = np.flatnonzero(counts == 0)
-        if len(empty):
+        if len(empty) == len(dataset):
+            raise ValueError("pltm: no tuple has a token of the vocabularies in any language; nothing to fit")
+        if len(empty):  # they add nothing to the counts (as in Mallet); their topics are the prior's
             shown = ", ".join(map(str, empty[:10])) + (f" ... ({len(empty)} in all)" if len(empty) > 10 else "")
-            raise ValueError(f"pltm: tuple(s) {shown} have no token in any language; remove them before fitting")
+            warnings.warn(f"pltm: tuple(s) {shown} have no token of the vocabularies in any language; they "
+                          "do not inform the topics", stacklevel=2)
         seed, sweep, initialise = kernels()
         k = self.n_components
         self.vbeta = np.array(sizes, dtype=np.float64) * self.beta
