@@ -11,9 +11,8 @@ numba and seeded, so a run is deterministic for a seed.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.special import digamma
