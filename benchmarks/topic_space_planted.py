@@ -3,13 +3,14 @@
 8 planted topics, 1,500 training / 300 held-out tuples (ctm_m3l.data.synthetic: English and German
 texts with their own vocabularies, and for each of en, de, image an embedding from its own
 random linear map of the true topic proportions, so no two views' embeddings are aligned),
-batch 64, 60 epochs.  For each variant and seed it prints the MRR of every ordered view pair
+batch 64, 60 epochs (``--batch-size 32 --epochs 100``: M3LTM's defaults).  For each variant
+and seed it prints the MRR of every ordered view pair
 (20 samples per topic distribution, as CTM's default), the share of topics whose English and
 German top words belong to the same planted topic, and the mean largest topic share of the
 English texts (peakedness; a flat 8-topic mixture gives 0.125).
 
     python benchmarks/topic_space_planted.py                 # every variant, seeds 0 1
-    python benchmarks/topic_space_planted.py --variants defaults "eq1 sum" --seeds 0 1 2
+    python benchmarks/topic_space_planted.py --variants "0.1.0 defaults" defaults --seeds 0 1 2
 """
 import argparse
 import itertools
@@ -18,6 +19,7 @@ from collections import Counter
 
 import numpy as np
 import torch
+from topic_space_multi30k import variant  # the scripts' folder is on sys.path
 
 from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
 from ctm_m3l.data.synthetic import planted_tuples
@@ -25,13 +27,16 @@ from ctm_m3l.evaluation import mrr
 
 VIEWS = ["en", "de", "image"]
 TOPICS = 8
-VARIANTS = {
-    "defaults": {},
-    "ctm norm, InfoNCE summed": {"contrastive_reduction": "sum"},
-    "mu-only norm": {"posterior_norm": "mean"},
-    "mu-only norm, InfoNCE summed": {"posterior_norm": "mean", "contrastive_reduction": "sum"},
-    "no norm": {"posterior_norm": "none"},
-    "no norm, InfoNCE summed": {"posterior_norm": "none", "contrastive_reduction": "sum"},
+VARIANTS = {  # each states its changes to the 0.1.0 defaults (topic_space_multi30k.BASE)
+    "0.1.0 defaults": variant(),
+    "defaults": {},  # M3LTM's defaults of the code that runs
+    "ctm norm, InfoNCE summed": variant(contrastive_reduction="sum"),
+    "mu-only norm": variant(posterior_norm="mean"),
+    "mu-only norm, InfoNCE summed": variant(posterior_norm="mean", contrastive_reduction="sum"),
+    "mu-only norm, InfoNCE summed, combined input": variant(posterior_norm="mean", contrastive_reduction="sum",
+                                                            inference_input="combined"),
+    "no norm": variant(posterior_norm="none"),
+    "no norm, InfoNCE summed": variant(posterior_norm="none", contrastive_reduction="sum"),
 }
 
 
@@ -51,8 +56,9 @@ def aligned_share(model) -> float:
     return float(np.mean([block(a) == block(b) for a, b in zip(en, de)]))
 
 
-def measure(options: dict, seed: int, train, test) -> dict:
-    model = M3LTM(views=VIEWS, n_components=TOPICS, num_epochs=60, batch_size=64, random_state=seed, **options)
+def measure(options: dict, seed: int, train, test, batch_size: int = 64, epochs: int = 60) -> dict:
+    model = M3LTM(views=VIEWS, n_components=TOPICS, num_epochs=epochs, batch_size=batch_size, random_state=seed,
+                  **options)
     start = time.perf_counter()
     model.fit(train, progress_bar=False)
     seconds = time.perf_counter() - start
@@ -66,13 +72,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--batch-size", type=int, default=64, help="M3LTM's default: 32")
+    parser.add_argument("--epochs", type=int, default=60, help="M3LTM's default: 100")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     train, test = planted_data()
     print(f"chance MRR {np.mean(1.0 / np.arange(1, len(test) + 1)):.3f}", flush=True)
     for name in args.variants:
         for seed in args.seeds:
-            r = measure(VARIANTS[name], seed, train, test)
+            r = measure(VARIANTS[name], seed, train, test, args.batch_size, args.epochs)
             pairs = " ".join(f"{k} {v:.2f}" for k, v in r.items() if ">" in k)
             print(f"{name:30s} seed {seed}: MRR {pairs} | min {r['min']:.3f} | aligned {r['aligned']:.0%} | "
                   f"largest share {r['peak']:.3f} | {r['seconds']:.0f} s", flush=True)

@@ -123,7 +123,9 @@ def main(argv=None):
     parser.add_argument("--checkpoints", type=Path, default=None)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--systems", nargs="+", default=["m3l"], choices=SYSTEMS)
-    parser.add_argument("--variants", nargs="+", default=["defaults"], choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["0.1.0 defaults"],
+                        choices=[v for v in VARIANTS if v != "defaults"],
+                        help="M3L-Contrast variants by name (topic_space_multi30k.VARIANTS)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--topics", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=100)
