@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from ctm_m3l import M3LTM
-from ctm_m3l.losses import reconstruction_loss, sparse_reconstruction_loss
-from ctm_m3l.networks import MultiViewDecoderNetwork, batch_norm, dropout
+from ctm_m3l.losses import prior_kl, reconstruction_loss, sparse_reconstruction_loss
+from ctm_m3l.networks import LOGVAR_MAX, MultiViewDecoderNetwork, batch_norm, dropout
 
 SIZES = [7, 5, 11]
 K = 4
@@ -27,7 +27,7 @@ def by_hand(net, view, x, running=False):
     out = h @ net.posterior_weight[view].t()  # no bias: the batch norm would remove it
     norm = net.posterior_norm
     if norm == "none":
-        return out[:, :K] + net.mu_bias[view], out[:, K:] + net.logvar_bias[view]
+        return out[:, :K] + net.mu_bias[view], (out[:, K:] + net.logvar_bias[view]).clamp(max=LOGVAR_MAX)
     width = 2 * K if norm == "ctm" else K
     normalised = out[:, :width]
     if running:
@@ -38,7 +38,7 @@ def by_hand(net, view, x, running=False):
     normalised = (normalised - mean) / torch.sqrt(var + 1e-5)
     if norm == "ctm":
         return normalised[:, :K], normalised[:, K:]
-    return normalised, out[:, K:] + net.logvar_bias[view]
+    return normalised, (out[:, K:] + net.logvar_bias[view]).clamp(max=LOGVAR_MAX)
 
 
 @pytest.mark.parametrize("posterior_norm", ["ctm", "mean", "none"])
@@ -238,3 +238,19 @@ def test_combined_input_by_hand():
         got = model.get_thetas(test, view=name, n_samples=0)
         np.testing.assert_allclose(got, torch.softmax(mu.double(), -1).numpy(), rtol=1e-5, atol=1e-6)
     assert net.input_weight[0].shape[1] == train.embeddings["en"].shape[1] + len(train.vocabularies["en"])
+
+
+@pytest.mark.parametrize("posterior_norm", ["mean", "none"])
+def test_log_variance_is_capped_where_no_batch_norm_bounds_it(posterior_norm):
+    """An outlier input (here 1,000x the scale) would push log sigma^2 far past 88, where exp
+    overflows float32; it is capped at LOGVAR_MAX, so every KL term stays finite."""
+    net = network(posterior_norm=posterior_norm)
+    with torch.no_grad():
+        net.posterior_weight[:, K:] = net.posterior_weight[:, K:].abs()  # every log sigma^2 grows with h
+    xs = [1000 * torch.randn(8, d).abs() for d in SIZES]
+    mu, logvar = net.posteriors(xs)
+    assert logvar.max() == LOGVAR_MAX
+    assert torch.isfinite(prior_kl(mu[0], logvar[0], torch.zeros(K), torch.ones(K))).all()
+    small = [x / 1e6 for x in xs]  # below the cap nothing changes: the hand computation has no cap there
+    _, low = net.posteriors(small)
+    assert low.max() < LOGVAR_MAX
