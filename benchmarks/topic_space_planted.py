@@ -35,6 +35,9 @@ VARIANTS = {  # each states its changes to the 0.1.0 defaults (topic_space_multi
     "mu-only norm, InfoNCE summed": variant(posterior_norm="mean", contrastive_reduction="sum"),
     "mu-only norm, InfoNCE summed, combined input": variant(posterior_norm="mean", contrastive_reduction="sum",
                                                             inference_input="combined"),
+    "mu-only norm, InfoNCE summed, combined input, s=100": variant(
+        posterior_norm="mean", contrastive_reduction="sum", inference_input="combined",
+        loss_weights={"contrastive": 100.0}),
     "no norm": variant(posterior_norm="none"),
     "no norm, InfoNCE summed": variant(posterior_norm="none", contrastive_reduction="sum"),
 }

@@ -81,19 +81,24 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             sampled topic proportions on the simplex (the authors' released multimodal code;
             default), or ``"posterior"``, the Gaussian posteriors (Eq. 1 as printed).  The
             docs ("Which loss") compare the two on Multi30k.
-        posterior_norm: how each inference network normalises its posterior: ``"ctm"``, batch
-            norm on ``mu`` and on ``log sigma^2`` (CTM's ``ContextualInferenceNetwork``, which
-            the paper's code uses); ``"mean"``, batch norm on ``mu`` only and a learned bias on
-            ``log sigma^2``; ``"none"``, learned biases on both.  The batch norm on
-            ``log sigma^2`` re-centres every log-variance at 0, so every posterior keeps a
-            variance near 1 and averaged samples give flat mixtures.
-        contrastive_reduction: InfoNCE per view pair as a ``"mean"`` over the batch's tuples
-            (the released code's NT-Xent) or a ``"sum"`` over them, as Eq. 1 sums all its terms.
-        inference_input: what a language view's inference network reads: ``"contextual"``, its
-            embedding (ZeroShotTM's input, the paper's), or ``"combined"``, its bag of words
-            concatenated to the embedding (CTM's ``CombinedTM``; beyond the paper).  Image
-            views always read their embedding.  A combined model infers a text's topics from
-            its words too, so new texts must be prepared with the training vocabularies.
+        posterior_norm: how each inference network normalises its posterior: ``"ctm"``
+            (default), batch norm on ``mu`` and on ``log sigma^2`` (CTM's
+            ``ContextualInferenceNetwork``, which the paper's code uses); ``"mean"``, batch norm
+            on ``mu`` only and a learned bias on ``log sigma^2`` (capped at
+            :data:`~ctm_m3l.networks.LOGVAR_MAX`); ``"none"``, learned biases on both.  The
+            batch norm on ``log sigma^2`` re-centres every log-variance at 0, so every posterior
+            keeps a variance near 1 and averaged samples give flat mixtures.
+        contrastive_reduction: how each view pair's InfoNCE is reduced over the batch's tuples:
+            ``"mean"`` (default; the released code's NT-Xent, the scaling s = 50 was tuned
+            with) or ``"sum"``, as Eq. 1 sums all its terms (the same s then weighs InfoNCE
+            batch-size times more).
+        inference_input: what a language view's inference network reads: ``"contextual"``
+            (default), its embedding (ZeroShotTM's input, the paper's), or ``"combined"``, its
+            embedding followed by its bag of words (CTM's ``CombinedTM`` input; beyond the
+            paper).  Image views always read their embedding.  A combined model infers a text's
+            topics from its words too, so new texts must be prepared with the training
+            vocabularies (``prep.transform`` does).  The docs' "Topic space" notes measure the
+            three settings on Multi30k.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default: CUDA when available).
         random_state: seed for initialisation, batch order and sampling; None for fresh randomness.
         torch_compile: compile the training objective with ``torch.compile`` (static shapes,

@@ -1,0 +1,56 @@
+"""The topic space of the candidate network (issue #24), on planted tuples.
+
+8 planted topics, 1,500 training and 300 held-out tuples (``ctm_m3l.data.synthetic``): English
+and German texts with their own vocabularies and an image, each view with its own unaligned
+random embedding of the true topic proportions.  ``benchmarks/topic_space_planted.py`` measures
+the variants side by side.
+"""
+import itertools
+from collections import Counter
+
+import numpy as np
+
+from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
+from ctm_m3l.data.synthetic import planted_tuples
+from ctm_m3l.evaluation import mrr
+
+VIEWS = ["en", "de", "image"]
+TOPICS = 8
+
+
+def _planted():
+    rows, emb, _ = planted_tuples(1800, n_topics=TOPICS, seed=0)
+    prep = M3LDataPreparation([TextView("en", stopwords=None), TextView("de", stopwords=None), ImageView("image")])
+    train = prep.fit(rows[:1500], custom_embeddings={k: v[:1500] for k, v in emb.items()})
+    test = prep.transform(rows[1500:], custom_embeddings={k: v[1500:] for k, v in emb.items()})
+    return rows[1500:], train, test
+
+
+def _block(words):
+    """The planted topic most of these words come from (``word()`` spells it in letters 3-4)."""
+    return Counter(w[3:5] for w in words).most_common(1)[0][0]
+
+
+#: The candidate of docs/research/topic-space.md (not yet the defaults: its image networks
+#: failed to align at full scale on Multi30k).
+CANDIDATE = {"posterior_norm": "mean", "contrastive_reduction": "sum", "inference_input": "combined",
+             "loss_weights": {"contrastive": 100.0}}
+
+
+def test_the_candidate_retrieves_every_view_pair_of_held_out_tuples_and_aligns_the_topics():
+    rows, train, test = _planted()
+    model = M3LTM(views=VIEWS, n_components=TOPICS, random_state=0, **CANDIDATE)  # batch 32, 100 epochs
+    model.fit(train, progress_bar=False)
+    theta = {v: model.get_thetas(test, view=v, seed=0) for v in VIEWS}
+    pairs = {(a, b): mrr(theta[a], theta[b]) for a, b in itertools.permutations(VIEWS, 2)}
+    # The ceiling for en -> de: each text's planted-topic counts (known topics, Dirichlet 0.1
+    # smoothing) ranked against the other language's retrieve at 0.73; the paper's layout
+    # (the defaults) reaches ~0.25 here, this layout 0.66-0.68 over seeds 0-2 (text -> image the
+    # lowest; benchmarks/topic_space_planted.py --batch-size 32 --epochs 100).
+    assert min(pairs.values()) >= 0.62, pairs
+    en, de = model.get_topic_lists(k=5, language="en"), model.get_topic_lists(k=5, language="de")
+    aligned = np.mean([_block(a) == _block(b) for a, b in zip(en, de)])
+    assert aligned >= 0.9, (en, de)
+    # Every planted topic has a topic of its own, and the mixtures are not flat (1/8 = 0.125).
+    assert len({_block(t) for t in en}) == TOPICS
+    assert theta["en"].max(axis=1).mean() > 0.35
