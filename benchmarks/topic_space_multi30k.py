@@ -56,6 +56,9 @@ VARIANTS = {
     **{f"mu-only norm, InfoNCE summed, combined input, s={s}": variant(**MU_SUM_COMBINED,
                                                                        loss_weights={"contrastive": float(s)})
        for s in (5, 10, 20, 100, 200)},
+    # A small KL to the prior: something to bound the posterior variance without CTM's batch norm.
+    "mu-only norm, InfoNCE summed, combined input, s=100, prior KL 0.1": variant(
+        **MU_SUM_COMBINED, loss_weights={"contrastive": 100.0, "prior_kl": 0.1}),
 }
 KEYS = [("mrr_en_image", "MRR en->photo"), ("mrr_en_de", "MRR en->de"), ("uap_en_image", "UAP en->photo"),
         ("uap_de_image", "UAP de->photo"), ("npmi_en", "NPMI en"), ("npmi_de", "NPMI de"),
