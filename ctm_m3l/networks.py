@@ -25,8 +25,9 @@ __all__ = ["MultiViewDecoderNetwork", "batch_norm", "dropout", "POSTERIOR_NORMS"
 POSTERIOR_NORMS = ("ctm", "mean", "none")
 #: The cap on log sigma^2 where no batch norm bounds it (``posterior_norm="mean"`` or
 #: ``"none"``): sigma = e^5 ~ 150 in logit space, where a sample is a random topic either way.
-#: Without it an outlier input (a long text's counts under the combined input) can push
-#: log sigma^2 past 88, where ``exp`` overflows float32 and the KL terms become inf.
+#: Without it nothing bounds log sigma^2 (no batch norm, and by default no KL to the prior):
+#: in a full-scale fit with photos the image network's went past 88, where ``exp`` overflows
+#: float32 and the KL terms became inf.
 LOGVAR_MAX = 10.0
 
 _BN_MOMENTUM = 0.1
