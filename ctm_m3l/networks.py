@@ -18,16 +18,17 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["MultiViewDecoderNetwork", "batch_norm", "dropout", "POSTERIOR_NORMS", "LOGVAR_MAX"]
+
 #: How the inference networks normalise the posterior's parameters: ``"ctm"``, batch norm on
 #: ``mu`` and on ``log sigma^2`` (CTM's ``ContextualInferenceNetwork``, the paper's code);
 #: ``"mean"``, batch norm on ``mu`` only and a learned bias on ``log sigma^2``; ``"none"``,
 #: learned biases on both.
 POSTERIOR_NORMS = ("ctm", "mean", "none")
 #: The cap on log sigma^2 where no batch norm bounds it (``posterior_norm="mean"`` or
-#: ``"none"``): sigma = e^5 ~ 150 in logit space, where a sample is a random topic either way.
-#: Without it nothing bounds log sigma^2 (no batch norm, and by default no KL to the prior):
-#: in a full-scale fit with photos the image network's went past 88, where ``exp`` overflows
-#: float32 and the KL terms became inf.
+#: ``"none"``; by default no KL to the prior bounds it either): sigma = e^5 ~ 150 in logit
+#: space, where a sample is a random topic either way.  Without it, in a full-scale fit with
+#: photos the image network's went past 88, where ``exp`` overflows float32 and the KL terms
+#: became inf.
 LOGVAR_MAX = 10.0
 
 _BN_MOMENTUM = 0.1
@@ -227,12 +228,11 @@ class MultiViewDecoderNetwork(nn.Module):
         k = self.n_components
         if self.posterior_norm == "ctm":
             normed = self._posterior_batch_norm(out, view, present)
-        elif self.posterior_norm == "mean":
+        else:  # no batch norm on log sigma^2: a learned bias, and the cap
+            mu = (self._posterior_batch_norm(out[..., :k], view, present) if self.posterior_norm == "mean"
+                  else out[..., :k] + self.mu_bias[pick].unsqueeze(1))
             logvar = (out[..., k:] + self.logvar_bias[pick].unsqueeze(1)).clamp(max=LOGVAR_MAX)
-            normed = torch.cat([self._posterior_batch_norm(out[..., :k], view, present), logvar], dim=-1)
-        else:
-            normed = out + torch.cat([self.mu_bias, self.logvar_bias], dim=-1)[pick].unsqueeze(1)
-            normed = torch.cat([normed[..., :k], normed[..., k:].clamp(max=LOGVAR_MAX)], dim=-1)
+            normed = torch.cat([mu, logvar], dim=-1)
         if present is not None:
             # Rows of absent views were normalised with other rows' statistics and can be
             # extreme; zeros keep every downstream value (and 0-weighted gradient) finite.
