@@ -19,35 +19,27 @@ from collections import Counter
 
 import numpy as np
 import torch
-from topic_space_multi30k import variant  # the scripts' folder is on sys.path
+from topic_space_multi30k import VARIANTS as MULTI30K_VARIANTS  # the scripts' folder is on sys.path
+from topic_space_multi30k import variant
 
-from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
-from ctm_m3l.data.synthetic import planted_tuples
+from ctm_m3l import M3LTM
+from ctm_m3l.data.synthetic import planted_datasets
 from ctm_m3l.evaluation import mrr
 
 VIEWS = ["en", "de", "image"]
 TOPICS = 8
-VARIANTS = {  # each states its changes to the 0.1.0 defaults (topic_space_multi30k.BASE)
-    "0.1.0 defaults": variant(),
-    "defaults": {},  # M3LTM's defaults of the code that runs
-    "ctm norm, InfoNCE summed": variant(contrastive_reduction="sum"),
-    "mu-only norm": variant(posterior_norm="mean"),
-    "mu-only norm, InfoNCE summed": variant(posterior_norm="mean", contrastive_reduction="sum"),
-    "mu-only norm, InfoNCE summed, combined input": variant(posterior_norm="mean", contrastive_reduction="sum",
-                                                            inference_input="combined"),
-    "mu-only norm, InfoNCE summed, combined input, s=100": variant(
-        posterior_norm="mean", contrastive_reduction="sum", inference_input="combined",
-        loss_weights={"contrastive": 100.0}),
-    "no norm": variant(posterior_norm="none"),
-    "no norm, InfoNCE summed": variant(posterior_norm="none", contrastive_reduction="sum"),
-}
+#: The Multi30k study's variants of the same names (each states its changes to the 0.1.0
+#: defaults), and the network without any batch norm.
+VARIANTS = {name: MULTI30K_VARIANTS[name] for name in (
+    "0.1.0 defaults", "defaults", "ctm norm, InfoNCE summed", "mu-only norm", "mu-only norm, InfoNCE summed",
+    "mu-only norm, InfoNCE summed, combined input", "mu-only norm, InfoNCE summed, combined input, s=100",
+    "no norm, InfoNCE summed")}
+VARIANTS["no norm"] = variant(posterior_norm="none")
 
 
 def planted_data(seed: int = 0):
-    rows, emb, _ = planted_tuples(1800, n_topics=TOPICS, seed=seed)
-    prep = M3LDataPreparation([TextView("en", stopwords=None), TextView("de", stopwords=None), ImageView("image")])
-    train = prep.fit(rows[:1500], custom_embeddings={k: v[:1500] for k, v in emb.items()})
-    test = prep.transform(rows[1500:], custom_embeddings={k: v[1500:] for k, v in emb.items()})
+    """The planted train and held-out tuples (every tuple has all three views)."""
+    _, train, test = planted_datasets(1500, 300, n_topics=TOPICS, seed=seed)
     return train, test
 
 

@@ -10,20 +10,12 @@ from collections import Counter
 
 import numpy as np
 
-from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView
-from ctm_m3l.data.synthetic import planted_tuples
+from ctm_m3l import M3LTM
+from ctm_m3l.data.synthetic import planted_datasets
 from ctm_m3l.evaluation import mrr
 
 VIEWS = ["en", "de", "image"]
 TOPICS = 8
-
-
-def _planted():
-    rows, emb, _ = planted_tuples(1800, n_topics=TOPICS, seed=0)
-    prep = M3LDataPreparation([TextView("en", stopwords=None), TextView("de", stopwords=None), ImageView("image")])
-    train = prep.fit(rows[:1500], custom_embeddings={k: v[:1500] for k, v in emb.items()})
-    test = prep.transform(rows[1500:], custom_embeddings={k: v[1500:] for k, v in emb.items()})
-    return rows[1500:], train, test
 
 
 def _block(words):
@@ -38,7 +30,7 @@ CANDIDATE = {"posterior_norm": "mean", "contrastive_reduction": "sum", "inferenc
 
 
 def test_the_candidate_retrieves_every_view_pair_of_held_out_tuples_and_aligns_the_topics():
-    rows, train, test = _planted()
+    _, train, test = planted_datasets(1500, 300, n_topics=TOPICS)
     model = M3LTM(views=VIEWS, n_components=TOPICS, random_state=0, **CANDIDATE)  # batch 32, 100 epochs
     model.fit(train, progress_bar=False)
     theta = {v: model.get_thetas(test, view=v, seed=0) for v in VIEWS}

@@ -28,7 +28,9 @@ def _refused_examples():
                     continue
                 bad = constraint.invalid_example()
                 if not any(c.is_satisfied_by(bad) for c in constraints):
-                    shown = repr(bad) if not repr(bad).startswith("<") else type(bad).__name__  # stable ids
+                    shown = repr(bad)
+                    if shown.startswith("<"):  # an object's address: its type, for ids stable across processes
+                        shown = type(bad).__name__
                     yield pytest.param(cls, name, bad, id=f"{cls.__name__}-{name}={shown}")
 
 
