@@ -47,7 +47,7 @@ def _embeddings(pairs: list[str] | None) -> dict[str, np.ndarray]:
 def _m3l_options(args) -> dict:
     """The M3LTM settings given on the command line (``--loss-weights KEY=VALUE...``,
     ``--temperature``, ``--similarity``, ``--pair-kl-on``, ``--posterior-norm``,
-    ``--contrastive-reduction``, ``--inference-input``), validated by M3LTM itself; the others
+    ``--image-posterior-norm``, ``--contrastive-reduction``, ``--inference-input``), validated by M3LTM itself; the others
     keep M3LTM's defaults."""
     options = {}
     if args.loss_weights:
@@ -62,7 +62,7 @@ def _m3l_options(args) -> dict:
         options["temperature"] = args.temperature
     if args.similarity is not None:
         options["similarity"] = args.similarity
-    for name in ("pair_kl_on", "posterior_norm", "contrastive_reduction", "inference_input"):
+    for name in ("pair_kl_on", "posterior_norm", "image_posterior_norm", "contrastive_reduction", "inference_input"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     return options
@@ -96,7 +96,8 @@ def cmd_evaluate(args) -> int:
     m3l_options = _m3l_options(args)
     if args.model != "m3l" and m3l_options:
         raise ValueError(f"--loss-weights, --temperature, --similarity, --pair-kl-on, --posterior-norm, "
-                         f"--contrastive-reduction and --inference-input set M3L-Contrast's loss and networks; "
+                         f"--image-posterior-norm, --contrastive-reduction and --inference-input set M3L-Contrast's "
+                         f"loss and networks; "
                          f"--model {args.model} has none of them")
     if args.model != "m3l" and args.torch_compile:
         raise ValueError(f"--torch-compile compiles M3L-Contrast's training step; --model {args.model} does not "
@@ -227,6 +228,8 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
     parser.add_argument("--posterior-norm", choices=("ctm", "mean", "none"),
                         help="how M3L-Contrast's inference networks normalise their posterior: batch norm on mu and "
                              "log sigma^2 (ctm, default), on mu only (mean), or neither (none)")
+    parser.add_argument("--image-posterior-norm", choices=("ctm", "mean", "none"),
+                        help="the same for the image views' networks (default: as --posterior-norm)")
     parser.add_argument("--contrastive-reduction", choices=("mean", "sum"),
                         help="M3L-Contrast's InfoNCE per view pair: mean over the batch's tuples (the authors' code, "
                              "default) or sum (as Eq. 1 sums its terms)")

@@ -88,6 +88,10 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             :data:`~ctm_m3l.networks.LOGVAR_MAX`); ``"none"``, learned biases on both.  The
             batch norm on ``log sigma^2`` re-centres every log-variance at 0, so every posterior
             keeps a variance near 1 and averaged samples give flat mixtures.
+        image_posterior_norm: the layout of the image views' networks (same options), or
+            ``None`` (default) for ``posterior_norm``'s.  An image view has no words to
+            reconstruct, so without a batch norm nothing but the alignment terms bounds its
+            log sigma^2; the docs' "Topic space" notes measure it with photos.
         contrastive_reduction: how each view pair's InfoNCE is reduced over the batch's tuples:
             ``"mean"`` (default; the released code's NT-Xent, the scaling s = 50 was tuned
             with) or ``"sum"``, as Eq. 1 sums all its terms (the same s then weighs InfoNCE
@@ -134,6 +138,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         "num_data_loader_workers": [Interval(int, 0, None)],
         "torch_compile": [Boolean()],
         "posterior_norm": [Options(*POSTERIOR_NORMS)],
+        "image_posterior_norm": [NoneValue(), Options(*POSTERIOR_NORMS)],
         "contrastive_reduction": [Options("mean", "sum")],
         "inference_input": [Options("contextual", "combined")],
     }
@@ -146,7 +151,8 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
                  similarity: str = "cosine", loss_weights: Mapping[str, float] | None = None,
                  pair_kl_on: str = "theta", device: Any = None, random_state: int | None = None,
                  num_data_loader_workers: int = 0, torch_compile: bool = False, posterior_norm: str = "ctm",
-                 contrastive_reduction: str = "mean", inference_input: str = "contextual") -> None:
+                 contrastive_reduction: str = "mean", inference_input: str = "contextual",
+                 image_posterior_norm: str | None = None) -> None:
         # CTM's constructor builds a one-view network and its optimizer from sizes given up
         # front; this model learns its sizes from the dataset in ``fit``, so it sets CTM's
         # attributes itself instead of calling ``super().__init__``.  Settings are checked
@@ -169,6 +175,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         self.similarity = similarity
         self.pair_kl_on = pair_kl_on
         self.posterior_norm = posterior_norm
+        self.image_posterior_norm = image_posterior_norm
         self.contrastive_reduction = contrastive_reduction
         self.inference_input = inference_input
         self.weights = {**DEFAULT_LOSS_WEIGHTS, **{k: float(v) for k, v in (loss_weights or {}).items()}}
@@ -296,6 +303,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             "temperature": self.temperature, "similarity": self.similarity,
             "pair_kl_on": self.pair_kl_on, "loss_weights": self.weights, "random_state": self.random_state,
             "torch_compile": self.torch_compile, "posterior_norm": self.posterior_norm,
+            "image_posterior_norm": self.image_posterior_norm,
             "contrastive_reduction": self.contrastive_reduction, "inference_input": self.inference_input,
         }
 

@@ -136,12 +136,20 @@ class MultiViewDecoderNetwork(nn.Module):
     def __init__(self, embedding_sizes: Sequence[int], vocabulary_sizes: dict[int, int],
                  n_components: int, model_type: str = "prodLDA",
                  hidden_sizes: Sequence[int] = (100,), activation: str = "softplus",
-                 dropout: float = 0.2, learn_priors: bool = True, posterior_norm: str = "ctm") -> None:
+                 dropout: float = 0.2, learn_priors: bool = True,
+                 posterior_norm: str | Sequence[str] = "ctm") -> None:
         super().__init__()
-        if posterior_norm not in POSTERIOR_NORMS:
-            raise ValueError(f"posterior_norm must be one of {POSTERIOR_NORMS}, got {posterior_norm!r}")
         n_views, k = len(embedding_sizes), n_components
-        self.posterior_norm = posterior_norm
+        norms = [posterior_norm] * n_views if isinstance(posterior_norm, str) else list(posterior_norm)
+        if len(norms) != n_views:
+            raise ValueError(f"posterior_norm: {len(norms)} layouts for {n_views} views")
+        for norm in norms:
+            if norm not in POSTERIOR_NORMS:
+                raise ValueError(f"posterior_norm must be one of {POSTERIOR_NORMS}, got {norm!r}")
+        #: Each view's layout (``POSTERIOR_NORMS``); ``posterior_norm`` is the common one, or
+        #: ``None`` where the views differ.
+        self.posterior_norms = tuple(norms)
+        self.posterior_norm = norms[0] if len(set(norms)) == 1 else None
         hidden_sizes = tuple(hidden_sizes)
         self.n_views = n_views
         self.n_components = n_components
@@ -167,14 +175,17 @@ class MultiViewDecoderNetwork(nn.Module):
             _linear_init_(self.posterior_weight[v, k:])
         # Batch norm after the mu and log sigma^2 layers (CTM: both), or learned biases where
         # there is none.  A bias before a batch norm would get no gradient (see the class).
-        normalised = {"ctm": 2 * k, "mean": k, "none": 0}[posterior_norm]
-        if normalised:
-            self.register_buffer("posterior_running_mean", torch.zeros(n_views * normalised))
-            self.register_buffer("posterior_running_var", torch.ones(n_views * normalised))
+        # The running statistics of view v are entries [offset[v], offset[v + 1]).
+        widths = [{"ctm": 2 * k, "mean": k, "none": 0}[norm] for norm in norms]
+        self._stat_offsets = [sum(widths[:v]) for v in range(n_views + 1)]
+        if self._stat_offsets[-1]:
+            self.register_buffer("posterior_running_mean", torch.zeros(self._stat_offsets[-1]))
+            self.register_buffer("posterior_running_var", torch.ones(self._stat_offsets[-1]))
         bound = 1.0 / math.sqrt(hidden_sizes[-1])
-        if posterior_norm == "none":
+        # (V, K) for every view when any view has one (the others' rows stay unused).
+        if "none" in norms:
             self.mu_bias = nn.Parameter(torch.empty(n_views, k).uniform_(-bound, bound))
-        if posterior_norm != "ctm":
+        if any(norm != "ctm" for norm in norms):
             self.logvar_bias = nn.Parameter(torch.empty(n_views, k).uniform_(-bound, bound))
 
         # One topic-word matrix per language, all indexed by the same K topics: aligned topics.
@@ -225,25 +236,38 @@ class MultiViewDecoderNetwork(nn.Module):
             h = self.activation(torch.baddbmm(bias[pick].unsqueeze(1), h, weight[pick].transpose(1, 2)))
         h = dropout(h, self.dropout, self.training)
         out = torch.bmm(h, self.posterior_weight[pick].transpose(1, 2))  # (G, N, 2K), no bias: see the class
-        k = self.n_components
-        if self.posterior_norm == "ctm":
-            normed = self._posterior_batch_norm(out, view, present)
-        else:  # no batch norm on log sigma^2: a learned bias, and the cap
-            mu = (self._posterior_batch_norm(out[..., :k], view, present) if self.posterior_norm == "mean"
-                  else out[..., :k] + self.mu_bias[pick].unsqueeze(1))
-            logvar = (out[..., k:] + self.logvar_bias[pick].unsqueeze(1)).clamp(max=LOGVAR_MAX)
-            normed = torch.cat([mu, logvar], dim=-1)
+        if view is not None or self.posterior_norm is not None:
+            normed = self._normalise(out, view, present)
+        else:  # views with different layouts: each with its own
+            normed = torch.cat([self._normalise(out[v:v + 1], v, None if present is None else present[v:v + 1])
+                                for v in range(self.n_views)])
         if present is not None:
             # Rows of absent views were normalised with other rows' statistics and can be
             # extreme; zeros keep every downstream value (and 0-weighted gradient) finite.
             normed = torch.where(present.unsqueeze(-1), normed, torch.zeros((), dtype=normed.dtype,
                                                                              device=normed.device))
+        k = self.n_components
         return normed[..., :k], normed[..., k:]
+
+    def _normalise(self, out: torch.Tensor, view: int | None, present: torch.Tensor | None) -> torch.Tensor:
+        """``(G, N, 2K)`` ``[mu, log sigma^2]`` from the posterior layer's output, of all views
+        (``view=None``, which then share one layout) or of one view."""
+        norm = self.posterior_norm if view is None else self.posterior_norms[view]
+        if norm == "ctm":
+            return self._posterior_batch_norm(out, view, present)
+        # No batch norm on log sigma^2: a learned bias, and the cap.
+        k = self.n_components
+        pick = slice(None) if view is None else slice(view, view + 1)
+        mu = (self._posterior_batch_norm(out[..., :k], view, present) if norm == "mean"
+              else out[..., :k] + self.mu_bias[pick].unsqueeze(1))
+        logvar = (out[..., k:] + self.logvar_bias[pick].unsqueeze(1)).clamp(max=LOGVAR_MAX)
+        return torch.cat([mu, logvar], dim=-1)
 
     def _posterior_batch_norm(self, out: torch.Tensor, view: int | None, present: torch.Tensor | None) -> torch.Tensor:
         """Batch norm of ``(G, N, C)`` posterior columns, each view's rows with its own statistics."""
         groups, n, width = out.shape
-        stats = slice(None) if view is None else slice(view * width, (view + 1) * width)
+        offsets = self._stat_offsets
+        stats = slice(None) if view is None else slice(offsets[view], offsets[view + 1])
         flat = out.transpose(0, 1).reshape(n, groups * width)
         mask = None if present is None else present.t()
         normed = batch_norm(flat, self.posterior_running_mean[stats], self.posterior_running_var[stats],

@@ -53,8 +53,15 @@ def new_network(estimator) -> MultiViewDecoderNetwork:
     return MultiViewDecoderNetwork(
         input_sizes(estimator), vocab_sizes, estimator.n_components,
         estimator.model_type, estimator.hidden_sizes, estimator.activation, estimator.dropout,
-        estimator.learn_priors, posterior_norm=estimator.posterior_norm,
+        estimator.learn_priors, posterior_norm=posterior_norms(estimator),
     )
+
+
+def posterior_norms(estimator) -> list[str]:
+    """Each view's posterior layout: ``image_posterior_norm`` for image views where it is set,
+    ``posterior_norm`` otherwise."""
+    image = estimator.image_posterior_norm or estimator.posterior_norm
+    return [image if estimator.view_kinds[v] == "image" else estimator.posterior_norm for v in estimator.views]
 
 
 def build_network(estimator) -> None:

@@ -235,6 +235,40 @@ def test_pair_kl_on_theta_trains_saves_and_loads(tmp_path):
     assert M3LTM.load(tmp_path / "m").pair_kl_on == "posterior"
 
 
+def test_image_views_get_their_own_posterior_layout(tmp_path):
+    """image_posterior_norm: the image views' networks have that layout, the languages'
+    posterior_norm's; saved and loaded with it; a model saved before the setting existed had
+    one layout for every view."""
+    _, train, test = prepare(n_train=100, n_test=20)
+    model = M3LTM(views=VIEWS, n_components=K, num_epochs=3, random_state=0, posterior_norm="mean",
+                  image_posterior_norm="ctm")
+    model.fit(train, progress_bar=False)
+    assert model.model.posterior_norms == ("mean", "mean", "ctm") and np.isfinite(model.history[-1]["loss"])
+    # The image network's log sigma^2 is batch-normalised (mean ~0 over a batch), the texts' are not.
+    with torch.no_grad():
+        model.model.train()
+        _, logvar = model.model.posteriors([torch.from_numpy(train.embeddings[v][:50]) for v in VIEWS])
+        model.model.eval()
+    assert abs(logvar[2].mean().item()) < 1e-4 and abs(logvar[0].mean().item()) > 1e-2
+    theta = {v: model.get_thetas(test, view=v, seed=0) for v in VIEWS}
+    model.save(tmp_path / "m")
+    loaded = M3LTM.load(tmp_path / "m")
+    assert loaded.image_posterior_norm == "ctm" and loaded.model.posterior_norms == ("mean", "mean", "ctm")
+    for v in VIEWS:
+        np.testing.assert_array_equal(loaded.get_thetas(test, view=v, seed=0), theta[v])
+    old = M3LTM(views=VIEWS, n_components=K, num_epochs=1, random_state=0, posterior_norm="mean")
+    old.fit(train, progress_bar=False)
+    old.save(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["settings"]["image_posterior_norm"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    resign(tmp_path / "old")
+    reloaded = M3LTM.load(tmp_path / "old")
+    assert reloaded.image_posterior_norm is None and reloaded.model.posterior_norms == ("mean",) * 3
+    np.testing.assert_array_equal(reloaded.get_thetas(test, view="image", seed=0),
+                                  old.get_thetas(test, view="image", seed=0))
+
+
 def test_two_of_three_views():
     _, train, test = prepare(n_train=100, n_test=10)
     model = M3LTM(views=["de", "image"], n_components=K, num_epochs=2, random_state=0)
@@ -254,6 +288,7 @@ def test_two_of_three_views():
     ({"views": ["en"], "loss_weights": {"reconstruction": 0, "pair_kl": 0, "contrastive": 0}}, "all 0"),
     ({"views": ["en"], "device": "tpu"}, "device"),
     ({"views": ["en"], "posterior_norm": "batch"}, r"posterior_norm must be one of 'ctm', 'mean', 'none'"),
+    ({"views": ["en"], "image_posterior_norm": "batch"}, r"image_posterior_norm must be"),
     ({"views": ["en"], "dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
 ])
 def test_constructor_errors_say_what_is_wrong(kwargs, match):

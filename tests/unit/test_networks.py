@@ -20,19 +20,20 @@ def network(**kwargs):
 def by_hand(net, view, x, running=False):
     """One view through its own layers, as CTM's ContextualInferenceNetwork computes it (with
     ``posterior_norm="ctm"``), or with batch norm on mu only and a bias on log sigma^2
-    (``"mean"``), or biases on both (``"none"``)."""
+    (``"mean"``), or biases on both (``"none"``): the view's own layout."""
     h = F.softplus(x @ net.input_weight[view].t() + net.input_bias[view])
     for weight, bias in zip(net.hidden_weight, net.hidden_bias):
         h = F.softplus(h @ weight[view].t() + bias[view])
     out = h @ net.posterior_weight[view].t()  # no bias: the batch norm would remove it
-    norm = net.posterior_norm
+    norm = net.posterior_norms[view]
     if norm == "none":
         return out[:, :K] + net.mu_bias[view], (out[:, K:] + net.logvar_bias[view]).clamp(max=LOGVAR_MAX)
-    width = 2 * K if norm == "ctm" else K
+    widths = [{"ctm": 2 * K, "mean": K, "none": 0}[n] for n in net.posterior_norms]
+    width, start = widths[view], sum(widths[:view])  # the view's running statistics
     normalised = out[:, :width]
     if running:
-        mean = net.posterior_running_mean[view * width:(view + 1) * width]
-        var = net.posterior_running_var[view * width:(view + 1) * width]
+        mean = net.posterior_running_mean[start:start + width]
+        var = net.posterior_running_var[start:start + width]
     else:
         mean, var = normalised.mean(0), normalised.var(0, unbiased=False)
     normalised = (normalised - mean) / torch.sqrt(var + 1e-5)
@@ -41,7 +42,7 @@ def by_hand(net, view, x, running=False):
     return normalised, (out[:, K:] + net.logvar_bias[view]).clamp(max=LOGVAR_MAX)
 
 
-@pytest.mark.parametrize("posterior_norm", ["ctm", "mean", "none"])
+@pytest.mark.parametrize("posterior_norm", ["ctm", "mean", "none", ("mean", "mean", "ctm"), ("none", "ctm", "mean")])
 def test_each_posterior_norm_by_hand_with_missing_views(posterior_norm):
     net = network(posterior_norm=posterior_norm)
     xs = [torch.randn(8, d) for d in SIZES]
@@ -60,10 +61,16 @@ def test_each_posterior_norm_by_hand_with_missing_views(posterior_norm):
         torch.testing.assert_close(mu, want_mu, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(logvar, want_logvar, rtol=1e-5, atol=1e-5)
     names = dict(net.named_parameters())
-    assert ("mu_bias" in names) == (posterior_norm == "none")
-    assert ("logvar_bias" in names) == (posterior_norm != "ctm")
+    norms = [posterior_norm] * 3 if isinstance(posterior_norm, str) else posterior_norm
+    assert ("mu_bias" in names) == ("none" in norms)
+    assert ("logvar_bias" in names) == any(n != "ctm" for n in norms)
+    assert net.posterior_norm == (posterior_norm if isinstance(posterior_norm, str) else None)
     with pytest.raises(ValueError, match="posterior_norm must be one of"):
         network(posterior_norm="batch")
+    with pytest.raises(ValueError, match="posterior_norm must be one of"):
+        network(posterior_norm=("mean", "mean", "batch"))
+    with pytest.raises(ValueError, match="2 layouts for 3 views"):
+        network(posterior_norm=("mean", "ctm"))
 
 
 @pytest.mark.parametrize("hidden_sizes", [(10,), (10, 8)])
