@@ -217,7 +217,8 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
                              "to rounding; needs the openvino package)")
     parser.add_argument("--loss-weights", nargs="*", metavar="KEY=WEIGHT",
                         help="M3L-Contrast's loss weights: reconstruction (default 1), prior_kl (KL to the topic "
-                             "prior, default 0 as in Eq. 1), pair_kl (default 1), contrastive (s, default 50)")
+                             "prior, default 0 as in Eq. 1), image_prior_kl (that KL for image views; default 0, or prior_kl's "
+                             "when only that is given), pair_kl (default 1), contrastive (s, default 50)")
     parser.add_argument("--temperature", type=float, help="M3L-Contrast's InfoNCE tau (default 0.07)")
     parser.add_argument("--similarity", choices=("dot", "cosine"),
                         help="M3L-Contrast's InfoNCE similarity: cosine (the authors' code, default) or dot (Eq. 1)")

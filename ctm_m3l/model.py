@@ -49,7 +49,8 @@ __all__ = ["M3LTM", "DEFAULT_LOSS_WEIGHTS", "view_seed"]
 
 #: Default weights of the loss terms: Eq. 1's (no KL to the prior, the pairwise KL and s = 50),
 #: as the authors' released multimodal code trains; see the docs ("Which loss") for why.
-DEFAULT_LOSS_WEIGHTS = {"reconstruction": 1.0, "prior_kl": 0.0, "pair_kl": 1.0, "contrastive": 50.0}
+DEFAULT_LOSS_WEIGHTS = {"reconstruction": 1.0, "prior_kl": 0.0, "image_prior_kl": 0.0, "pair_kl": 1.0,
+                        "contrastive": 50.0}
 
 
 class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
@@ -75,8 +76,11 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         similarity: ``"cosine"`` (NT-Xent, the authors' released code; default) or ``"dot"``
             (Eq. 1 as printed).
         loss_weights: weights of ``"reconstruction"``, ``"prior_kl"`` (CTM's KL of each
-            view's posterior to the topic prior), ``"pair_kl"`` and ``"contrastive"`` (s);
-            missing keys keep :data:`DEFAULT_LOSS_WEIGHTS` (1, 0, 1, 50: Eq. 1's terms).
+            view's posterior to the topic prior), ``"image_prior_kl"`` (that KL for image
+            views instead: an image view has no words to reconstruct, so this is what bounds
+            its posterior; when only ``"prior_kl"`` is given it applies to every view),
+            ``"pair_kl"`` and ``"contrastive"`` (s); missing keys keep
+            :data:`DEFAULT_LOSS_WEIGHTS` (1, 0, 0, 1, 50: Eq. 1's terms).
         pair_kl_on: what the pairwise KL between a tuple's views compares: ``"theta"``, the
             sampled topic proportions on the simplex (the authors' released multimodal code;
             default), or ``"posterior"``, the Gaussian posteriors (Eq. 1 as printed).  The
@@ -178,7 +182,10 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         self.image_posterior_norm = image_posterior_norm
         self.contrastive_reduction = contrastive_reduction
         self.inference_input = inference_input
-        self.weights = {**DEFAULT_LOSS_WEIGHTS, **{k: float(v) for k, v in (loss_weights or {}).items()}}
+        given = {k: float(v) for k, v in (loss_weights or {}).items()}
+        if "prior_kl" in given:  # one weight for every view unless the images get their own
+            given.setdefault("image_prior_kl", given["prior_kl"])
+        self.weights = {**DEFAULT_LOSS_WEIGHTS, **given}
         self.random_state = random_state
         self.num_data_loader_workers = num_data_loader_workers
         self.torch_compile = torch_compile

@@ -394,6 +394,8 @@ def dataset_digest(dataset, views: Iterable[str]) -> str:
 def saved_settings(config: dict) -> dict:
     """The constructor settings of a saved model or checkpoint's config, with the settings
     added since it was written filled in as it was trained."""
+    # (Saved loss weights without "image_prior_kl" had one prior-KL weight for every view,
+    # which is what M3LTM makes of them.)
     return {**SETTINGS_ADDED, **config["settings"]}
 
 

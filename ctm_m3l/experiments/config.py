@@ -45,6 +45,8 @@ def m3l_loss_label(options: dict | None = None) -> str:
     w = model.weights
     label = (f"rec{w['reconstruction']:g}+prior{w['prior_kl']:g}+pair{w['pair_kl']:g}({model.pair_kl_on})"
              f"+s{w['contrastive']:g}({model.similarity},tau{model.temperature:g})")
+    if w["image_prior_kl"] != w["prior_kl"]:
+        label += f"+image_prior{w['image_prior_kl']:g}"
     for name in ("posterior_norm", "contrastive_reduction", "inference_input", "image_posterior_norm"):
         if getattr(model, name) != SETTINGS_ADDED[name]:
             label += f"+{name}={getattr(model, name)}"

@@ -35,7 +35,8 @@ class FitLoop:
         self.world = distributed.world if distributed else 1
         e = estimator
         self.objective = Objective(e.model, e.weights, e.pair_kl_on, e.temperature, e.similarity,
-                                   e.contrastive_reduction, world=self.world)
+                                   e.contrastive_reduction, world=self.world,
+                                   image_views=[e.view_kinds[v] == "image" for v in e.views])
         self.language_positions = [e.views.index(v) for v in e.language_views]
         self.data_parallel = None
         self.compiled = None

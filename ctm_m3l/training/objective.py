@@ -7,7 +7,7 @@ each term's equation).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -34,16 +34,21 @@ class Objective(torch.nn.Module):
             synchronises its gradients).
         weights: the weight of each term (``TERMS``).
         pair_kl_on, temperature, similarity, contrastive_reduction: as ``M3LTM``'s.
+        image_views: which views (in the network's order) are images: their KL to the prior is
+            weighted ``weights["image_prior_kl"]``, the languages' ``weights["prior_kl"]``.
         world: ranks of a data-parallel run (1: one process).  Every term but InfoNCE is a sum
             over this rank's tuples; DDP averages gradients over ranks, so those sums are
             scaled by ``world`` to make the average the gradient of the global batch's sum.
     """
 
     def __init__(self, net: torch.nn.Module, weights: Mapping[str, float], pair_kl_on: str, temperature: float,
-                 similarity: str, contrastive_reduction: str, world: int = 1) -> None:
+                 similarity: str, contrastive_reduction: str, world: int = 1,
+                 image_views: Sequence[bool] = ()) -> None:
         super().__init__()
         self.net = net
-        self.weights = dict(weights)
+        self.weights = {"image_prior_kl": weights["prior_kl"], **weights}
+        self.image_rows = [v for v, image in enumerate(image_views) if image]
+        self.language_rows = [v for v in range(net.n_views) if v not in self.image_rows]
         self.pair_kl_on, self.temperature, self.similarity = pair_kl_on, temperature, similarity
         self.contrastive_reduction, self.world = contrastive_reduction, world
 
@@ -67,9 +72,14 @@ class Objective(torch.nn.Module):
             rec = (reconstruction_loss(bow, log_probs) if isinstance(bow, torch.Tensor)
                    else sparse_reconstruction_loss(log_probs, *bow)).sum()
         zero = torch.zeros((), device=mu.device)
-        with _differentiable(w["prior_kl"], keep):  # reported whatever its weight
+        with _differentiable(w["prior_kl"] or w["image_prior_kl"], keep):  # reported whatever its weights
             kl = prior_kl(mu, logvar, net.prior_mean, net.prior_variance)  # (V, b)
-            pkl = kl.sum() if present is None else torch.where(present, kl, zero).sum()
+            if present is not None:
+                kl = torch.where(present, kl, zero)
+            pkl = kl.sum()
+            # The languages' and the images' parts, each with its weight.
+            language_kl = kl[self.language_rows].sum() if self.image_rows else pkl
+            image_kl = kl[self.image_rows].sum() if self.image_rows else zero
         n_views = mu.shape[0]
         with _differentiable(w["pair_kl"], keep):
             if n_views == 1:
@@ -83,7 +93,8 @@ class Objective(torch.nn.Module):
         with _differentiable(w["contrastive"], keep):
             contrastive = multiview_info_nce(theta, present, self.temperature, self.similarity,
                                              self.contrastive_reduction) if n_views > 1 else zero
-        local = _weighted_sum([(w["reconstruction"], rec), (w["prior_kl"], pkl), (w["pair_kl"], pair)], zero, keep)
+        local = _weighted_sum([(w["reconstruction"], rec), (w["prior_kl"], language_kl),
+                               (w["image_prior_kl"], image_kl), (w["pair_kl"], pair)], zero, keep)
         # InfoNCE's gradient already arrives summed over ranks through the all-gather.
         loss = _weighted_sum([(self.world, local), (w["contrastive"], contrastive)], zero, keep)
         return {"loss": loss, "reconstruction": rec, "prior_kl": pkl, "pair_kl": pair, "contrastive": contrastive}

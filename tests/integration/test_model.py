@@ -192,6 +192,40 @@ def test_a_one_view_model_with_only_multi_view_terms_is_a_clear_error():
         model.fit(train, progress_bar=False)
 
 
+@pytest.mark.parametrize("weights,language,image", [
+    ({}, 0.0, 0.0), ({"prior_kl": 0.5}, 0.5, 0.5), ({"image_prior_kl": 2.0}, 0.0, 2.0),
+    ({"prior_kl": 0.5, "image_prior_kl": 2.0}, 0.5, 2.0)])
+def test_image_views_get_their_own_prior_kl_weight(weights, language, image):
+    """loss_weights["image_prior_kl"] weighs the image views' KL to the prior, "prior_kl" the
+    languages' (and every view's when given alone); the batch's loss is the weighted sum of
+    the per-view KLs of the posteriors it used, with views missing in places."""
+    from ctm_m3l.losses import prior_kl
+
+    _, train, _ = prepare(n_train=64, n_test=8, image_share=0.5)
+    model = M3LTM(views=VIEWS, n_components=K, random_state=0, loss_weights=weights)
+    assert (model.weights["prior_kl"], model.weights["image_prior_kl"]) == (language, image)
+    loop, data = start_fit(model, train)
+    captured = {}
+    original = model.model.theta_from_noise
+
+    def spy(mu, logvar, noise):
+        captured.update(mu=mu, logvar=logvar)
+        return original(mu, logvar, noise)
+
+    model.model.theta_from_noise = spy
+    rows = np.arange(32)
+    terms = loop.batch_terms(data, rows)
+    present = torch.from_numpy(np.ascontiguousarray(data.mask[rows].T))
+    assert not present.all()
+    net = model.model
+    kl = torch.where(present, prior_kl(captured["mu"], captured["logvar"], net.prior_mean, net.prior_variance), 0.0)
+    torch.testing.assert_close(terms["prior_kl"], kl.sum())  # reported unweighted
+    w = model.weights
+    want = (terms["reconstruction"] + language * kl[:2].sum() + image * kl[2].sum() + w["pair_kl"] * terms["pair_kl"]
+            + w["contrastive"] * terms["contrastive"])
+    torch.testing.assert_close(terms["loss"], want)
+
+
 @pytest.mark.parametrize("pair_kl_on", ["posterior", "theta"])
 def test_pair_kl_term_compares_what_pair_kl_on_names(pair_kl_on):
     """The batch's pair term is the named divergence of that batch's posteriors or thetas
