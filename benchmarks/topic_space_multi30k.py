@@ -19,15 +19,13 @@ import time
 import numpy as np
 import torch
 
-from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView, load_multi30k
+from ctm_m3l import M3LTM, PAPER_SETTINGS, ImageView, M3LDataPreparation, TextView, load_multi30k
 from ctm_m3l.evaluation import evaluate
 
 #: The 0.1.0 defaults (the paper's network, the released code's InfoNCE): every variant below
 #: states its changes to these, so a variant's name keeps meaning what it ran whatever
 #: M3LTM's defaults are (ledger keys name variants).
-BASE = {"posterior_norm": "ctm", "image_posterior_norm": None, "contrastive_reduction": "mean",
-        "inference_input": "contextual", "loss_weights": {"contrastive": 50.0, "prior_kl": 0.0}}
-# (M3LTM: "prior_kl" given without "image_prior_kl" weighs every view's KL to the prior.)
+BASE = PAPER_SETTINGS  # (M3LTM: "prior_kl" given alone weighs every view's KL to the prior)
 
 
 def variant(**changes) -> dict:

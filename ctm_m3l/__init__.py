@@ -2,7 +2,7 @@
 
 from ._version import __version__
 from .data import M3LDataPreparation, MultiViewDataset, load_multi30k, read_rows
-from .model import DEFAULT_LOSS_WEIGHTS, M3LTM
+from .model import DEFAULT_LOSS_WEIGHTS, M3LTM, PAPER_SETTINGS
 from .persistence import CheckpointMismatchError, ModelFolderError
 from .views import ImageView, TextView
 
@@ -15,6 +15,7 @@ __all__ = [
     "read_rows",
     "load_multi30k",
     "DEFAULT_LOSS_WEIGHTS",
+    "PAPER_SETTINGS",
     "CheckpointMismatchError",
     "ModelFolderError",
     "__version__",

@@ -218,7 +218,7 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
     parser.add_argument("--loss-weights", nargs="*", metavar="KEY=WEIGHT",
                         help="M3L-Contrast's loss weights: reconstruction (default 1), prior_kl (KL to the topic "
                              "prior, default 0 as in Eq. 1), image_prior_kl (that KL for image views; default 0, or prior_kl's "
-                             "when only that is given), pair_kl (default 1), contrastive (s, default 50)")
+                             "when only that is given), pair_kl (default 1), contrastive (s, default 100)")
     parser.add_argument("--temperature", type=float, help="M3L-Contrast's InfoNCE tau (default 0.07)")
     parser.add_argument("--similarity", choices=("dot", "cosine"),
                         help="M3L-Contrast's InfoNCE similarity: cosine (the authors' code, default) or dot (Eq. 1)")
@@ -228,15 +228,15 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
                              "docs/research/which-loss.md")
     parser.add_argument("--posterior-norm", choices=("ctm", "mean", "none"),
                         help="how M3L-Contrast's inference networks normalise their posterior: batch norm on mu and "
-                             "log sigma^2 (ctm, default), on mu only (mean), or neither (none)")
+                             "log sigma^2 (ctm, the paper's), on mu only (mean, default), or neither (none)")
     parser.add_argument("--image-posterior-norm", choices=("ctm", "mean", "none"),
-                        help="the same for the image views' networks (default: as --posterior-norm)")
+                        help="the same for the image views' networks (default ctm)")
     parser.add_argument("--contrastive-reduction", choices=("mean", "sum"),
-                        help="M3L-Contrast's InfoNCE per view pair: mean over the batch's tuples (the authors' code, "
-                             "default) or sum (as Eq. 1 sums its terms)")
+                        help="M3L-Contrast's InfoNCE per view pair: mean over the batch's tuples (the authors' code) "
+                             "or sum (as Eq. 1 sums its terms; default)")
     parser.add_argument("--inference-input", choices=("contextual", "combined"),
-                        help="what a language view's inference network reads: its embedding (contextual, default) "
-                             "or its bag of words as well (combined, as CTM's CombinedTM)")
+                        help="what a language view's inference network reads: its embedding (contextual, the "
+                             "paper's) or its bag of words as well (combined, as CTM's CombinedTM; default)")
     parser.add_argument("--torch-compile", action="store_true", help=_COMPILE_HELP)
 
 

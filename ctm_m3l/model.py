@@ -5,7 +5,7 @@ matrix per language decodes that language's bag of words from its own sampled to
 The loss of a batch of tuples ``i`` with views ``a, b`` is
 
     sum_i [ w_rec   * sum_{languages l of i} RL(x^l_i, theta^l_i)
-          + w_prior * sum_{views a of i} KL(q_a || prior)
+          + sum_{views a of i} w_prior(a) * KL(q_a || prior)   (images: w_image_prior)
           + w_pair  * sum_{a != b of i} KL(q_a || q_b) ]
     + s * InfoNCE(theta; positives = views of one tuple, negatives = views of others)
 
@@ -40,18 +40,13 @@ from ._validation import (
 )
 from .baselines.base import Baseline
 from .data import MultiViewDataset
+from .defaults import DEFAULT_LOSS_WEIGHTS, PAPER_SETTINGS, resolve_loss_weights
 from .inference import TopicModelMixin
 from .networks import POSTERIOR_NORMS, MultiViewDecoderNetwork
 from .persistence import load_model, model_config, save_model
 from .training import FitLoop, bind, build_network, check_compatible, new_network, setup_distributed
 
-__all__ = ["M3LTM", "DEFAULT_LOSS_WEIGHTS", "view_seed"]
-
-#: Default weights of the loss terms: Eq. 1's (no KL to the prior, the pairwise KL and s = 50),
-#: as the authors' released multimodal code trains; see the docs ("Which loss") for why.
-DEFAULT_LOSS_WEIGHTS = {"reconstruction": 1.0, "prior_kl": 0.0, "image_prior_kl": 0.0, "pair_kl": 1.0,
-                        "contrastive": 50.0}
-
+__all__ = ["M3LTM", "DEFAULT_LOSS_WEIGHTS", "PAPER_SETTINGS", "view_seed"]
 
 class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
     """Multilingual and multimodal contrastive topic model.
@@ -80,28 +75,30 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             views instead: an image view has no words to reconstruct, so this is what bounds
             its posterior; when only ``"prior_kl"`` is given it applies to every view),
             ``"pair_kl"`` and ``"contrastive"`` (s); missing keys keep
-            :data:`DEFAULT_LOSS_WEIGHTS` (1, 0, 0, 1, 50: Eq. 1's terms).
+            :data:`DEFAULT_LOSS_WEIGHTS` (1, 0, 0, 1, 100: Eq. 1's terms, s chosen on Multi30k
+            ``val`` for InfoNCE summed over tuples).
         pair_kl_on: what the pairwise KL between a tuple's views compares: ``"theta"``, the
             sampled topic proportions on the simplex (the authors' released multimodal code;
             default), or ``"posterior"``, the Gaussian posteriors (Eq. 1 as printed).  The
             docs ("Which loss") compare the two on Multi30k.
-        posterior_norm: how each inference network normalises its posterior: ``"ctm"``
-            (default), batch norm on ``mu`` and on ``log sigma^2`` (CTM's
-            ``ContextualInferenceNetwork``, which the paper's code uses); ``"mean"``, batch norm
-            on ``mu`` only and a learned bias on ``log sigma^2`` (capped at
-            :data:`~ctm_m3l.networks.LOGVAR_MAX`); ``"none"``, learned biases on both.  The
+        posterior_norm: how each inference network normalises its posterior: ``"ctm"``,
+            batch norm on ``mu`` and on ``log sigma^2`` (CTM's ``ContextualInferenceNetwork``,
+            which the paper's code uses); ``"mean"`` (default), batch norm on ``mu`` only and a
+            learned bias on ``log sigma^2`` (capped at :data:`~ctm_m3l.networks.LOGVAR_MAX`);
+            ``"none"``, learned biases on both.  The
             batch norm on ``log sigma^2`` re-centres every log-variance at 0, so every posterior
             keeps a variance near 1 and averaged samples give flat mixtures.
-        image_posterior_norm: the layout of the image views' networks (same options), or
-            ``None`` (default) for ``posterior_norm``'s.  An image view has no words to
-            reconstruct, so without a batch norm nothing but the alignment terms bounds its
-            log sigma^2; the docs' "Topic space" notes measure it with photos.
+        image_posterior_norm: the layout of the image views' networks (same options; default
+            ``"ctm"``), or ``None`` for ``posterior_norm``'s.  An image view has no words to
+            reconstruct, so without a batch norm on log sigma^2 nothing but the alignment terms
+            bounds its variance: with ``"mean"`` the photos of Multi30k retrieved at chance (the
+            docs' "Topic space" notes).
         contrastive_reduction: how each view pair's InfoNCE is reduced over the batch's tuples:
-            ``"mean"`` (default; the released code's NT-Xent, the scaling s = 50 was tuned
-            with) or ``"sum"``, as Eq. 1 sums all its terms (the same s then weighs InfoNCE
+            ``"mean"`` (the released code's NT-Xent, the scaling s = 50 was tuned with) or
+            ``"sum"`` (default), as Eq. 1 sums all its terms (the same s then weighs InfoNCE
             batch-size times more).
-        inference_input: what a language view's inference network reads: ``"contextual"``
-            (default), its embedding (ZeroShotTM's input, the paper's), or ``"combined"``, its
+        inference_input: what a language view's inference network reads: ``"contextual"``,
+            its embedding (ZeroShotTM's input, the paper's), or ``"combined"`` (default), its
             embedding followed by its bag of words (CTM's ``CombinedTM`` input; beyond the
             paper).  Image views always read their embedding.  A combined model infers a text's
             topics from its words too, so new texts must be prepared with the training
@@ -154,9 +151,9 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
                  num_epochs: int = 100, reduce_on_plateau: bool = False, temperature: float = 0.07,
                  similarity: str = "cosine", loss_weights: Mapping[str, float] | None = None,
                  pair_kl_on: str = "theta", device: Any = None, random_state: int | None = None,
-                 num_data_loader_workers: int = 0, torch_compile: bool = False, posterior_norm: str = "ctm",
-                 contrastive_reduction: str = "mean", inference_input: str = "contextual",
-                 image_posterior_norm: str | None = None) -> None:
+                 num_data_loader_workers: int = 0, torch_compile: bool = False, posterior_norm: str = "mean",
+                 contrastive_reduction: str = "sum", inference_input: str = "combined",
+                 image_posterior_norm: str | None = "ctm") -> None:
         # CTM's constructor builds a one-view network and its optimizer from sizes given up
         # front; this model learns its sizes from the dataset in ``fit``, so it sets CTM's
         # attributes itself instead of calling ``super().__init__``.  Settings are checked
@@ -182,10 +179,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         self.image_posterior_norm = image_posterior_norm
         self.contrastive_reduction = contrastive_reduction
         self.inference_input = inference_input
-        given = {k: float(v) for k, v in (loss_weights or {}).items()}
-        if "prior_kl" in given:  # one weight for every view unless the images get their own
-            given.setdefault("image_prior_kl", given["prior_kl"])
-        self.weights = {**DEFAULT_LOSS_WEIGHTS, **given}
+        self.weights = resolve_loss_weights(loss_weights)
         self.random_state = random_state
         self.num_data_loader_workers = num_data_loader_workers
         self.torch_compile = torch_compile
@@ -211,7 +205,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
 
     def _validate_params(self, params: dict[str, Any]) -> None:
         validate_params(self._parameter_constraints, params, type(self).__name__)
-        weights = {**DEFAULT_LOSS_WEIGHTS, **(params["loss_weights"] or {})}
+        weights = resolve_loss_weights(params["loss_weights"])
         if not any(weights.values()):
             raise InvalidParameterError(f"M3LTM: loss_weights are all 0 ({weights}): nothing would be trained")
 

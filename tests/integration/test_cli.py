@@ -64,14 +64,15 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
     assert main(common + ["--loss-weights", "pair_kl=0.1", "contrastive=10", "--temperature", "0.2",
                           "--similarity", "dot", "--pair-kl-on", "posterior"]) == 0
     settings = json.loads((tmp_path / "model" / "config.json").read_text())["settings"]
-    assert settings["loss_weights"] == {"reconstruction": 1.0, "prior_kl": 0.0, "pair_kl": 0.1, "contrastive": 10.0}
+    assert settings["loss_weights"] == {"reconstruction": 1.0, "prior_kl": 0.0, "image_prior_kl": 0.0, "pair_kl": 0.1,
+                                        "contrastive": 10.0}
     assert settings["temperature"] == 0.2 and settings["similarity"] == "dot"
     assert settings["pair_kl_on"] == "posterior"
-    assert main(common + ["--posterior-norm", "mean", "--contrastive-reduction", "sum",
-                          "--inference-input", "combined"]) == 0
+    assert main(common + ["--posterior-norm", "ctm", "--contrastive-reduction", "mean",
+                          "--inference-input", "contextual", "--image-posterior-norm", "none"]) == 0  # the paper's
     settings = json.loads((tmp_path / "model" / "config.json").read_text())["settings"]
-    assert (settings["posterior_norm"], settings["contrastive_reduction"], settings["inference_input"]) == \
-        ("mean", "sum", "combined")
+    assert (settings["posterior_norm"], settings["contrastive_reduction"], settings["inference_input"],
+            settings["image_posterior_norm"]) == ("ctm", "mean", "contextual", "none")
     capsys.readouterr()
     assert main(common + ["--loss-weights", "pair_kl"]) == 2
     assert "KEY=NUMBER" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import pytest
 from helpers import needs_cpp
 
 import ctm_m3l
+from ctm_m3l import PAPER_SETTINGS
 from ctm_m3l.experiments import ReproduceConfig, m3l_loss_label, reproduce
 
 
@@ -47,13 +48,16 @@ def test_reproduce_tiny(tmp_path, multi30k_dir):
 
 
 def test_m3l_loss_label_names_every_loss_setting():
-    assert m3l_loss_label() == "rec1+prior0+pair1(theta)+s50(cosine,tau0.07)"
-    earlier = {"pair_kl_on": "posterior", "similarity": "dot", "temperature": 0.1,
-               "loss_weights": {"prior_kl": 1, "pair_kl": 0.03}}
+    assert m3l_loss_label() == ("rec1+prior0+pair1(theta)+s100(cosine,tau0.07)+posterior_norm=mean"
+                                "+contrastive_reduction=sum+inference_input=combined+image_posterior_norm=ctm")
+    # The paper's settings (0.1.0's defaults) keep the keys their runs were recorded under.
+    assert m3l_loss_label(PAPER_SETTINGS) == "rec1+prior0+pair1(theta)+s50(cosine,tau0.07)"
+    earlier = {**PAPER_SETTINGS, "pair_kl_on": "posterior", "similarity": "dot", "temperature": 0.1,
+               "loss_weights": {"contrastive": 50, "prior_kl": 1, "pair_kl": 0.03}}
     assert m3l_loss_label(earlier) == "rec1+prior1+pair0.03(posterior)+s50(dot,tau0.1)"
-    layout = {"posterior_norm": "mean", "contrastive_reduction": "sum", "inference_input": "combined"}
-    assert m3l_loss_label(layout) == ("rec1+prior0+pair1(theta)+s50(cosine,tau0.07)+posterior_norm=mean"
-                                      "+contrastive_reduction=sum+inference_input=combined")
+    images = {**PAPER_SETTINGS, "image_posterior_norm": "mean", "loss_weights": {"image_prior_kl": 0.5}}
+    assert m3l_loss_label(images) == ("rec1+prior0+pair1(theta)+s100(cosine,tau0.07)+image_prior0.5"
+                                      "+image_posterior_norm=mean")
 
 
 def _lines(path):

@@ -1,0 +1,24 @@
+"""The defaults of M3LTM's loss weights and the paper's settings, in one place (the model, the
+CLI and the benchmarks read them)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["DEFAULT_LOSS_WEIGHTS", "PAPER_SETTINGS", "resolve_loss_weights"]
+
+#: Default weights of the loss terms: Eq. 1's (no KL to the prior, the pairwise KL, s = 100 for
+#: InfoNCE summed over tuples, chosen on Multi30k ``val``: docs, "Topic space").
+DEFAULT_LOSS_WEIGHTS = {"reconstruction": 1.0, "prior_kl": 0.0, "image_prior_kl": 0.0, "pair_kl": 1.0,
+                        "contrastive": 100.0}
+#: The network and loss of the paper's released code (and of ctm-m3l 0.1.0's defaults):
+#: ``M3LTM(views, **PAPER_SETTINGS)`` trains CTM's inference networks reading embeddings only,
+#: InfoNCE averaged per view pair, s = 50, no KL to the prior.
+PAPER_SETTINGS = {"posterior_norm": "ctm", "image_posterior_norm": None, "contrastive_reduction": "mean",
+                  "inference_input": "contextual", "loss_weights": {"contrastive": 50.0, "prior_kl": 0.0}}
+
+
+def resolve_loss_weights(given: Mapping[str, float] | None) -> dict[str, float]:
+    """The defaults with ``given``; "prior_kl" given without "image_prior_kl" weighs every view."""
+    weights = {k: float(v) for k, v in (given or {}).items()}
+    weights.setdefault("image_prior_kl", weights.get("prior_kl", DEFAULT_LOSS_WEIGHTS["image_prior_kl"]))
+    return {**DEFAULT_LOSS_WEIGHTS, **weights}
