@@ -26,6 +26,9 @@ class ReproduceConfig:
     # Table 4 also runs every combination with its embeddings mapped into one space by MCSE
     # heads fitted on the training tuples: aligned vs unaligned inputs with the encoders at hand.
     table4_mcse: bool = True
+    # M3LTM settings the M3L-Contrast runs use instead of its defaults (part of their keys):
+    # e.g. ctm_m3l.PAPER_SETTINGS, the paper's network and loss (``reproduce --paper-settings``).
+    m3l_options: dict = field(default_factory=dict)
 
     @classmethod
     def quick(cls) -> ReproduceConfig:
@@ -97,7 +100,7 @@ class _Run:
         batch = self.batch_size or DEFAULT_BATCH_SIZES.get(self.system)
         return "|".join([self.system, self.views, "/".join(config.encoder_combos[self.combo])]
                         + (["aligned=mcse"] if self.mcse else [])
-                        + ([f"loss={m3l_loss_label()}"] if self.system == "m3l" else [])
+                        + ([f"loss={m3l_loss_label(config.m3l_options)}"] if self.system == "m3l" else [])
                         # ZeroshotTM trains a model per language (German topics), as the paper does
                         + (["languages=each"] if self.system == "zeroshot" else [])
                         + [f"train={config.n_train or 'all'}", f"test={config.n_test or 'all'}",

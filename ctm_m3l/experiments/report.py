@@ -125,7 +125,7 @@ def _report(out: Path, config: ReproduceConfig, plan, done: dict, figures: bool)
                 "seeds finished (n = number of seeds; a single seed shows its value alone).\n",
                 "Code of the finished runs: " + "; ".join(f"{label} ({count} run{'s' * (count != 1)})"
                                                          for label, count in labels.items()) + ".\n",
-                f"M3L-Contrast's loss: {m3l_loss_label()} (weights of reconstruction, KL to the prior, "
+                f"M3L-Contrast's loss: {m3l_loss_label(config.m3l_options)} (weights of reconstruction, KL to the prior, "
                 "pairwise KL between views (on what), InfoNCE (similarity, temperature)).\n"]
     for key, title, _, _, keys in _TABLES:
         if key in exp:

@@ -268,6 +268,7 @@ def _train_and_evaluate(run: _Run, config: ReproduceConfig, views, train, test, 
         aligning = time.perf_counter() - start
     result = run_system(run.system, views, train, test, run.n_components, length, run.seed,
                         batch_size=run.batch_size, device=device, torch_compile=torch_compile,
+                        m3l_options=(config.m3l_options or None) if run.system == "m3l" else None,
                         checkpoint_dir=_checkpoint_dir(checkpoints, run, config), log=log)
     return {**result, "seconds": result["seconds"] + aligning}
 

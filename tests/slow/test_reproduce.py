@@ -1,6 +1,8 @@
 """The paper's experiments end to end, in a tiny configuration on real Multi30k data."""
 import json
+import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 from helpers import needs_cpp
@@ -152,6 +154,26 @@ def test_report_only_writes_the_tables_of_the_finished_runs_and_trains_nothing(t
     (tmp_path / "tables.md").unlink()
     assert main(["reproduce", "--out", str(tmp_path), "--only", "table1", "--seeds", "0", "1", "--report-only"]) == 0
     assert (tmp_path / "tables.md").read_text() == tables
+
+
+def test_paper_settings_find_the_committed_ledger_s_m3l_runs(tmp_path):
+    """The committed full-scale ledger trained M3L-Contrast with the paper's settings (0.1.0's
+    defaults): ``--paper-settings`` plans those runs (their keys name the loss), the defaults
+    plan other ones, so neither stands in for the other."""
+    from ctm_m3l.cli import main
+
+    ledger = Path(__file__).parents[2] / "benchmarks" / "results" / "multi30k-full" / "runs.jsonl"
+    for flag, row in ((["--paper-settings"], "| m3l | 3 | 0.147 ± 0.000 | 0.140 ± 0.003 | 0.387 ± 0.005 |"),
+                      ([], None)):
+        out = tmp_path / ("paper" if flag else "defaults")
+        out.mkdir()
+        shutil.copy(ledger, out / "runs.jsonl")
+        assert main(["reproduce", "--out", str(out), "--only", "table1", "--report-only", *flag]) == 0
+        tables = (out / "tables.md").read_text()
+        if row:
+            assert row in tables and f"loss: {m3l_loss_label(PAPER_SETTINGS)} " in tables
+        else:
+            assert "| m3l |" not in tables and f"loss: {m3l_loss_label()} " in tables
 
 
 def test_time_left_is_the_mean_run_time_over_the_runs_left_and_the_jobs():
