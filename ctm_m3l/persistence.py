@@ -394,9 +394,14 @@ def dataset_digest(dataset, views: Iterable[str]) -> str:
 def saved_settings(config: dict) -> dict:
     """The constructor settings of a saved model or checkpoint's config, with the settings
     added since it was written filled in as it was trained."""
-    # (Saved loss weights without "image_prior_kl" had one prior-KL weight for every view,
-    # which is what M3LTM makes of them.)
-    return {**SETTINGS_ADDED, **config["settings"]}
+    from .defaults import resolve_loss_weights
+
+    settings = {**SETTINGS_ADDED, **config["settings"]}
+    weights = settings.get("loss_weights")
+    if isinstance(weights, dict) and all(isinstance(v, (int, float)) for v in weights.values()):
+        # Written before "image_prior_kl" existed: "prior_kl" weighed every view.
+        settings["loss_weights"] = resolve_loss_weights(settings["loss_weights"])
+    return settings
 
 
 def model_config(model) -> dict[str, Any]:

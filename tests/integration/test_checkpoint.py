@@ -108,3 +108,30 @@ def test_resuming_an_early_stopped_run_trains_no_further(tmp_path, data):
     resumed.fit(train, validation_dataset=test, patience=1, delta=1e9, progress_bar=False, resume_from=tmp_path)
     assert len(resumed.history) == 2
     assert all(torch.equal(a, b) for a, b in zip(model.model.state_dict().values(), resumed.model.state_dict().values()))
+
+
+def test_a_checkpoint_written_before_image_prior_kl_existed_resumes(tmp_path, data):
+    """Its loss weights lack "image_prior_kl": its "prior_kl" weighed every view, which is what
+    the same settings give now, so the run continues (to the weights of a run never stopped)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    settings = {**SETTINGS, "num_epochs": 3, "loss_weights": {"prior_kl": 0.5}}
+    first = M3LTM(**{**settings, "num_epochs": 2})
+    first.fit(data[0], progress_bar=False, checkpoint_dir=tmp_path)
+    path = tmp_path / "checkpoint.safetensors"
+    with safe_open(str(path), framework="pt") as fh:
+        metadata = fh.metadata()
+    config = json.loads(metadata["config"])
+    assert config["settings"]["loss_weights"]["image_prior_kl"] == 0.5
+    del config["settings"]["loss_weights"]["image_prior_kl"]
+    tensors, metadata = load_file(str(path)), {**metadata, "config": json.dumps(config)}
+    del metadata["sha256"]
+    metadata["sha256"] = tensor_digest(tensors, metadata)
+    save_file(tensors, str(path), metadata=metadata)
+    resumed = M3LTM(**settings)
+    resumed.fit(data[0], progress_bar=False, resume_from=tmp_path)
+    whole = M3LTM(**settings)
+    whole.fit(data[0], progress_bar=False)
+    assert len(resumed.history) == 3
+    assert all(torch.equal(a, b) for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()))
