@@ -15,7 +15,6 @@ English texts (peakedness; a flat 8-topic mixture gives 0.125).
 import argparse
 import itertools
 import time
-from collections import Counter
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ from topic_space_multi30k import VARIANTS as MULTI30K_VARIANTS  # the scripts' f
 from topic_space_multi30k import variant
 
 from ctm_m3l import M3LTM
+from ctm_m3l.data.synthetic import main_planted_topic as block
 from ctm_m3l.data.synthetic import planted_datasets
 from ctm_m3l.evaluation import mrr
 
@@ -46,8 +46,6 @@ def planted_data(seed: int = 0):
 
 def aligned_share(model) -> float:
     """Share of topics whose top-5 English and German words come mostly from one planted topic."""
-    def block(words):
-        return Counter(w[3:5] for w in words).most_common(1)[0][0]
     en, de = model.get_topic_lists(k=5, language="en"), model.get_topic_lists(k=5, language="de")
     return float(np.mean([block(a) == block(b) for a, b in zip(en, de)]))
 

@@ -5,12 +5,15 @@ topic proportions are known, so retrieval and topic alignment can be scored agai
 """
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 import numpy as np
 
 from ..views import ImageView, TextView
 from .preparation import M3LDataPreparation
 
-__all__ = ["letters", "word", "planted_tuples", "planted_datasets"]
+__all__ = ["letters", "word", "planted_topic", "main_planted_topic", "planted_tuples", "planted_datasets"]
 
 
 def letters(i: int) -> str:
@@ -20,6 +23,23 @@ def letters(i: int) -> str:
 def word(language: str, topic: int, j: int) -> str:
     """Letters only (the tokenizer drops digits): e.g. 'en' topic 3 word 1 -> 'enaxdaab'."""
     return f"{language}x{letters(topic)}w{letters(j)}"
+
+
+_WORD = re.compile(r"^[a-z]+x([a-z])([a-z])w[a-z]{2}$")
+
+
+def planted_topic(planted_word: str) -> int:
+    """The planted topic that owns a word of :func:`word` (its inverse, for the topic)."""
+    match = _WORD.match(planted_word)
+    if not match:
+        raise ValueError(f"{planted_word!r} is not a planted word (LANGxTTwJJ, letters only)")
+    first, second = (ord(c) - 97 for c in match.groups())
+    return 26 * first + second
+
+
+def main_planted_topic(words) -> int:
+    """The planted topic most of ``words`` (a topic's top words, say) belong to."""
+    return Counter(map(planted_topic, words)).most_common(1)[0][0]
 
 
 def planted_tuples(n: int, n_topics: int = 5, languages=("en", "de"), images=("image",),

@@ -1,7 +1,6 @@
 """M3LTM: gradients, learning on planted data, missing views, persistence, bad input."""
 import json
 import warnings
-from collections import Counter
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ from contextualized_topic_models.models.ctm import ZeroShotTM
 from helpers import VIEWS, K, prepare, resign, start_fit
 
 from ctm_m3l import M3LTM
+from ctm_m3l.data.synthetic import main_planted_topic
 from ctm_m3l.evaluation import mrr
 
 
@@ -19,10 +19,6 @@ def trained():
     model = M3LTM(views=VIEWS, n_components=K, num_epochs=50, random_state=0)
     model.fit(train, progress_bar=False)
     return prep, train, test, model
-
-
-def planted_block(word):
-    return word[3:5]  # e.g. "enxacwab" -> "ac": the planted topic that owns the word
 
 
 def test_is_a_ctm_zeroshot_model(trained):
@@ -67,8 +63,7 @@ def test_planted_topics_line_up_across_languages(trained):
     de = model.get_topic_lists(k=5, language="de")
     agree = 0
     for en_words, de_words in zip(en, de):
-        en_block = Counter(map(planted_block, en_words)).most_common(1)[0][0]
-        de_block = Counter(map(planted_block, de_words)).most_common(1)[0][0]
+        en_block, de_block = main_planted_topic(en_words), main_planted_topic(de_words)
         agree += en_block == de_block
     assert agree >= K - 1
 

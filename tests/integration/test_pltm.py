@@ -6,6 +6,7 @@ import pytest
 
 from ctm_m3l import ImageView, M3LDataPreparation, TextView
 from ctm_m3l.baselines import PLTM
+from ctm_m3l.data.synthetic import planted_topic as block
 from ctm_m3l.data.synthetic import planted_tuples
 from ctm_m3l.evaluation import mrr
 
@@ -27,8 +28,6 @@ def model(data):
                 random_state=0).fit(data[0])
 
 
-def block(word):
-    return word[3:5]
 
 
 def test_recovers_planted_topics_aligned_across_languages(model):

@@ -6,21 +6,16 @@ random embedding of the true topic proportions.  ``benchmarks/topic_space_plante
 the variants side by side.
 """
 import itertools
-from collections import Counter
 
 import numpy as np
 
 from ctm_m3l import M3LTM
+from ctm_m3l.data.synthetic import main_planted_topic as _block
 from ctm_m3l.data.synthetic import planted_datasets
 from ctm_m3l.evaluation import mrr
 
 VIEWS = ["en", "de", "image"]
 TOPICS = 8
-
-
-def _block(words):
-    """The planted topic most of these words come from (``word()`` spells it in letters 3-4)."""
-    return Counter(w[3:5] for w in words).most_common(1)[0][0]
 
 
 def _fit(**options):

@@ -226,3 +226,12 @@ def test_unknown_language_needs_explicit_stopwords():
     data = M3LDataPreparation([TextView("xyz", stopwords=["foo"])]).fit(
         [{"xyz": "foo bar"}, {"xyz": "baz"}], custom_embeddings={"xyz": np.ones((2, 2))})
     assert data.vocabularies["xyz"] == ["bar", "baz"]
+
+
+def test_a_planted_word_names_its_topic():
+    from ctm_m3l.data.synthetic import main_planted_topic, planted_topic, word
+
+    assert [planted_topic(word("de", t, j)) for t, j in [(0, 0), (3, 1), (27, 5), (675, 2)]] == [0, 3, 27, 675]
+    assert main_planted_topic([word("en", 4, 0), word("en", 4, 1), word("en", 2, 0)]) == 4
+    with pytest.raises(ValueError, match="'apple' is not a planted word"):
+        planted_topic("apple")
