@@ -102,8 +102,9 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             embedding followed by its bag of words (CTM's ``CombinedTM`` input; beyond the
             paper).  Image views always read their embedding.  A combined model infers a text's
             topics from its words too, so new texts must be prepared with the training
-            vocabularies (``prep.transform`` does).  The docs' "Topic space" notes measure the
-            three settings on Multi30k.
+            vocabularies (``prep.transform`` does), and a text of a language without a
+            vocabulary (zero-shot transfer) needs ``"contextual"``.  The docs' "Topic space"
+            notes measure these settings on Multi30k; :data:`PAPER_SETTINGS` are the paper's.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default: CUDA when available).
         random_state: seed for initialisation, batch order and sampling; None for fresh randomness.
         torch_compile: compile the training objective with ``torch.compile`` (static shapes,
