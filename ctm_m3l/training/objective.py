@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
+from ..defaults import resolve_loss_weights
 from ..losses import (
     multiview_info_nce,
     pairwise_theta_kl,
@@ -46,7 +47,7 @@ class Objective(torch.nn.Module):
                  image_views: Sequence[bool] = ()) -> None:
         super().__init__()
         self.net = net
-        self.weights = {"image_prior_kl": weights["prior_kl"], **weights}
+        self.weights = resolve_loss_weights(weights)  # the one rule for "image_prior_kl"
         self.image_rows = [v for v, image in enumerate(image_views) if image]
         self.language_rows = [v for v in range(net.n_views) if v not in self.image_rows]
         self.pair_kl_on, self.temperature, self.similarity = pair_kl_on, temperature, similarity
