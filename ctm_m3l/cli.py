@@ -132,9 +132,11 @@ def cmd_reproduce(args) -> int:
     if args.seeds:
         config.seeds = args.seeds
     if args.paper_settings:
+        import copy
+
         from .defaults import PAPER_SETTINGS
 
-        config.m3l_options = PAPER_SETTINGS
+        config.m3l_options = copy.deepcopy(PAPER_SETTINGS)  # the module's dict stays as shipped
     only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
     reproduce(args.data, args.out, config, cache_dir=args.cache_dir, device=args.device, only=only,
               jobs=args.jobs, torch_compile=args.torch_compile, train=not args.report_only)
