@@ -475,14 +475,18 @@ def _process_share() -> tuple[int, int]:
 
 def encode_cached(encoder: Encoder, items: list, view: str, cache_dir: str | os.PathLike | None,
                   key_items: list | None = None, dim: int | None = None, chunk_size: int = 256,
-                  wait_seconds: float = 3600.0) -> np.ndarray:
+                  wait_seconds: float = 3600.0, share: tuple[int, int] | None = None) -> np.ndarray:
     """``encoder.encode(items)``, one cached entry per item in ``cache_dir`` when given.
 
     Items already in the cache are read, the others encoded ``chunk_size`` at a time and
     stored as each chunk finishes, so a killed run keeps all but the chunk in flight.  Under
     torchrun (``RANK``/``WORLD_SIZE`` set) every process encodes its share of the missing
     items and then waits for the others' (up to ``wait_seconds`` without progress), so N
-    processes encode N times faster instead of N times over.
+    processes encode N times faster instead of N times over.  Each distinct item has one owner,
+    fixed by its place among the corpus's distinct items (the same in every process), so the
+    shares never depend on what each process found cached when it started (a process that
+    starts after another stored its first chunks still encodes exactly its own items).
+    ``share``: ``(rank, world size)``, by default from torchrun's environment.
 
     ``key_items`` (default ``items``) are what the keys hash (file paths for images).
     ``dim``: the width the view's embeddings must have, when known.  A damaged entry, or one
@@ -505,9 +509,17 @@ def encode_cached(encoder: Encoder, items: list, view: str, cache_dir: str | os.
         if damaged:
             warnings.warn(f"view {view!r}: {len(damaged)} cached embedding(s) in {store.path} are damaged or of "
                           f"another width; encoding those items again", stacklevel=3)
-        missing = [i for i, key in enumerate(keys) if key not in found]
-        rank, world = _process_share()
-        mine = missing[rank::world]
+        rank, world = share or _process_share()
+        # The owner of a key: its first position among the distinct keys, modulo the world.
+        # Splitting the *missing* items instead made the shares depend on each process's own
+        # snapshot of the cache: one that read it after another had stored a chunk skipped
+        # items the other did not take either, and both waited for them until the timeout.
+        first_position: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            first_position.setdefault(key, i)
+        owner = {key: n % world for n, key in enumerate(first_position)}
+        missing = [i for key, i in first_position.items() if key not in found]
+        mine = [i for i in missing if owner[keys[i]] == rank]
         for start in range(0, len(mine), chunk_size):
             part = mine[start:start + chunk_size]
             vectors = encoder.encode([items[i] for i in part], view)

@@ -99,6 +99,45 @@ def test_two_processes_share_one_cache_and_the_work(tmp_path, captions):
     assert _stored(cache) == 96
 
 
+
+def test_a_process_that_starts_late_still_encodes_exactly_its_own_share(tmp_path):
+    """Rank 1 reads the cache after rank 0 stored its first chunk: the shares must not depend
+    on that snapshot.  Splitting the items each process found missing made rank 1 skip items
+    that rank 0 (which found all of them missing) left to it, and both waited for them until
+    the timeout (CI hung so, on a loaded machine)."""
+    from threading import Event, Thread
+
+    from ctm_m3l.encoders import Encoder, encode_cached
+
+    texts = [f"caption number {i}" for i in range(40)] + ["caption number 3"]  # one repeated item
+    encoded = {0: [], 1: []}
+    first_chunk_stored, late_rank_started = Event(), Event()
+
+    def embed(rank, items):
+        if rank == 0 and encoded[0]:  # rank 0's second chunk: its first is stored by now
+            first_chunk_stored.set()
+            late_rank_started.wait(timeout=60)
+        if rank == 1:
+            late_rank_started.set()
+        encoded[rank].extend(items)
+        return np.array([[len(t), sum(map(ord, t))] for t in items], dtype=np.float32)
+
+    def run(rank):
+        encoder = Encoder("test:lengths", lambda items: embed(rank, items), "text")
+        results[rank] = encode_cached(encoder, texts, "en", tmp_path, chunk_size=8, wait_seconds=20,
+                                      share=(rank, 2))
+
+    results = {}
+    early = Thread(target=run, args=(0,))
+    early.start()
+    assert first_chunk_stored.wait(timeout=60)
+    run(1)
+    early.join(timeout=120)
+    assert sorted(encoded[0]) == sorted(texts[0:40:2])  # each its own 20 distinct items, once each
+    assert sorted(encoded[1]) == sorted(texts[1:40:2])
+    expected = np.array([[len(t), sum(map(ord, t))] for t in texts], dtype=np.float32)
+    assert np.array_equal(results[0], expected) and np.array_equal(results[1], expected)
+
 def _camera_photos(folder: Path, n: int, size=(3000, 2000)) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
