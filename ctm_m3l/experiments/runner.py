@@ -10,6 +10,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -286,10 +287,27 @@ def _run_serially(todo, config, root, cache_dir, device, log, torch_compile: boo
         yield run, _train_and_evaluate(run, config, prep.views, train, test, device, torch_compile, checkpoints, log)
 
 
-def _start_worker(threads: int) -> None:
+def _start_worker(threads: int, parent: int | None = None) -> None:
+    """Set a worker's torch threads; end it with ``parent`` (the pid of the process that
+    started it: given, since a worker still importing when its parent died is re-parented by
+    the time it gets here)."""
     import torch
 
     torch.set_num_threads(threads)
+    # A worker outlives a parent killed by a signal it cannot clean up after (SIGTERM's default
+    # action, SIGKILL): the pool's shutdown never runs, and the orphan would train on beside
+    # whatever runs next.  It checkpoints every epoch, so leaving with the parent loses at most
+    # the epoch in flight.
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="exit-with-parent").start()
+
+
+def _exit_with_parent(parent: int, interval: float = 1.0) -> None:
+    """End this process once ``parent`` is no longer its parent (it died; the orphan was
+    re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
 
 
 @functools.lru_cache(maxsize=1)
@@ -325,7 +343,8 @@ def _run_in_parallel(todo, config, root, cache_dir, device, jobs: int, log, torc
             del prep, train, test
         log(f"{len(todo)} runs, {jobs} at a time ({threads} torch thread(s) each)")
         context = multiprocessing.get_context("spawn")  # fork and torch's thread pools do not mix
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
+                                 initargs=(threads, os.getpid())) as pool:
             futures = {pool.submit(_worker_run, data_paths[run.combo], run, config, device, torch_compile,
                                    checkpoints): run
                        for run in todo}

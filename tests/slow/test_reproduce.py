@@ -282,3 +282,53 @@ def test_reproduce_removes_a_run_checkpoint_once_the_run_is_recorded(tmp_path, m
     records = [json.loads(line) for line in _lines(tmp_path / "runs.jsonl")]
     assert any(r["run"]["system"] == "m3l" for r in records)
     assert not any((tmp_path / "checkpoints").iterdir())  # the M3L run checkpointed and was cleaned up
+
+
+_POOL_PARENT = """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from ctm_m3l.experiments.runner import _start_worker
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context, initializer=_start_worker, initargs=(1, os.getpid())) as pool:
+        futures = [pool.submit(time.sleep, 600) for _ in range(2)]
+        time.sleep(1)
+        print(" ".join(str(pid) for pid in pool._processes), flush=True)
+        time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_reproduce_workers_end_with_a_parent_killed_by_a_signal(tmp_path, signal_name):
+    """``kill PID`` of ``reproduce --jobs 2`` used to leave its two workers training (SIGTERM's
+    default action runs no clean-up); they now leave within seconds of their parent."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(_POOL_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in parent.stdout.readline().split()]
+    assert len(workers) == 2
+    assert all(_alive(pid) for pid in workers)
+    parent.send_signal(getattr(signal, signal_name))
+    parent.wait(timeout=30)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    left = [pid for pid in workers if _alive(pid)]
+    for pid in left:  # do not leave them behind if the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their parent"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
