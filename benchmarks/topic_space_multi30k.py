@@ -62,6 +62,10 @@ VARIANTS = {
     # reconstruct, so without it nothing bounds their variance (the en-de-photo collapse).
     "mu-only norm, InfoNCE summed, combined input, s=100, image ctm norm": variant(
         **MU_SUM_COMBINED, image_posterior_norm="ctm", loss_weights={"contrastive": 100.0}),
+    # That batch norm with a learned shift of the image's log sigma^2 (an affine batch norm's
+    # bias): CTM's spread of the variances over photos, at a level the network learns.
+    "mu-only norm, InfoNCE summed, combined input, s=100, image ctm-shifted norm": variant(
+        **MU_SUM_COMBINED, image_posterior_norm="ctm-shifted", loss_weights={"contrastive": 100.0}),
     # Or the KL to the prior for the image views only (the languages' reconstruction bounds theirs).
     "mu-only norm, InfoNCE summed, combined input, s=100, image prior KL 1": variant(
         **MU_SUM_COMBINED, loss_weights={"contrastive": 100.0, "prior_kl": 0.0, "image_prior_kl": 1.0}),

@@ -21,12 +21,15 @@ __all__ = ["MultiViewDecoderNetwork", "batch_norm", "dropout", "POSTERIOR_NORMS"
 
 #: How the inference networks normalise the posterior's parameters: ``"ctm"``, batch norm on
 #: ``mu`` and on ``log sigma^2`` (CTM's ``ContextualInferenceNetwork``, the paper's code);
+#: ``"ctm-shifted"``, the same followed by a learned shift of ``log sigma^2`` per topic (the
+#: bias of an affine batch norm, which CTM's leaves out: the log-variances keep CTM's spread
+#: over items, but their level is learned instead of fixed at 0, a variance near 1);
 #: ``"mean"``, batch norm on ``mu`` only and a learned bias on ``log sigma^2``; ``"none"``,
 #: learned biases on both.
-POSTERIOR_NORMS = ("ctm", "mean", "none")
-#: The cap on log sigma^2 where no batch norm bounds it (``posterior_norm="mean"`` or
-#: ``"none"``; by default no KL to the prior bounds it either): sigma = e^5 ~ 150 in logit
-#: space, where a sample is a random topic either way.  Without it, in a full-scale fit with
+POSTERIOR_NORMS = ("ctm", "ctm-shifted", "mean", "none")
+#: The cap on log sigma^2 where a learned bias sets its level (every layout but ``"ctm"``; by
+#: default no KL to the prior bounds it either): sigma = e^5 ~ 150 in logit space, where a
+#: sample is a random topic either way.  Without it, in a full-scale fit with
 #: photos the image network's went past 88, where ``exp`` overflows float32 and the KL terms
 #: became inf.
 LOGVAR_MAX = 10.0
@@ -174,9 +177,10 @@ class MultiViewDecoderNetwork(nn.Module):
             _linear_init_(self.posterior_weight[v, :k])
             _linear_init_(self.posterior_weight[v, k:])
         # Batch norm after the mu and log sigma^2 layers (CTM: both), or learned biases where
-        # there is none.  A bias before a batch norm would get no gradient (see the class).
+        # there is none ("ctm-shifted": both, and a bias after the one on log sigma^2).  A bias
+        # before a batch norm would get no gradient (see the class).
         # The running statistics of view v are entries [offset[v], offset[v + 1]).
-        widths = [{"ctm": 2 * k, "mean": k, "none": 0}[norm] for norm in norms]
+        widths = [{"ctm": 2 * k, "ctm-shifted": 2 * k, "mean": k, "none": 0}[norm] for norm in norms]
         self._stat_offsets = [sum(widths[:v]) for v in range(n_views + 1)]
         if self._stat_offsets[-1]:
             self.register_buffer("posterior_running_mean", torch.zeros(self._stat_offsets[-1]))
@@ -255,12 +259,18 @@ class MultiViewDecoderNetwork(nn.Module):
         norm = self.posterior_norm if view is None else self.posterior_norms[view]
         if norm == "ctm":
             return self._posterior_batch_norm(out, view, present)
-        # No batch norm on log sigma^2: a learned bias, and the cap.
+        # A learned bias sets the level of log sigma^2 (after its batch norm for "ctm-shifted"),
+        # under the cap.
         k = self.n_components
         pick = slice(None) if view is None else slice(view, view + 1)
-        mu = (self._posterior_batch_norm(out[..., :k], view, present) if norm == "mean"
-              else out[..., :k] + self.mu_bias[pick].unsqueeze(1))
-        logvar = (out[..., k:] + self.logvar_bias[pick].unsqueeze(1)).clamp(max=LOGVAR_MAX)
+        if norm == "ctm-shifted":
+            normed = self._posterior_batch_norm(out, view, present)
+            mu, logvar = normed[..., :k], normed[..., k:]
+        else:
+            mu = (self._posterior_batch_norm(out[..., :k], view, present) if norm == "mean"
+                  else out[..., :k] + self.mu_bias[pick].unsqueeze(1))
+            logvar = out[..., k:]
+        logvar = (logvar + self.logvar_bias[pick].unsqueeze(1)).clamp(max=LOGVAR_MAX)
         return torch.cat([mu, logvar], dim=-1)
 
     def _posterior_batch_norm(self, out: torch.Tensor, view: int | None, present: torch.Tensor | None) -> torch.Tensor:

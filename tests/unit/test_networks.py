@@ -19,8 +19,9 @@ def network(**kwargs):
 
 def by_hand(net, view, x, running=False):
     """One view through its own layers, as CTM's ContextualInferenceNetwork computes it (with
-    ``posterior_norm="ctm"``), or with batch norm on mu only and a bias on log sigma^2
-    (``"mean"``), or biases on both (``"none"``): the view's own layout."""
+    ``posterior_norm="ctm"``), the same with a bias added to the normalised log sigma^2
+    (``"ctm-shifted"``), or with batch norm on mu only and a bias on log sigma^2 (``"mean"``),
+    or biases on both (``"none"``): the view's own layout."""
     h = F.softplus(x @ net.input_weight[view].t() + net.input_bias[view])
     for weight, bias in zip(net.hidden_weight, net.hidden_bias):
         h = F.softplus(h @ weight[view].t() + bias[view])
@@ -28,7 +29,7 @@ def by_hand(net, view, x, running=False):
     norm = net.posterior_norms[view]
     if norm == "none":
         return out[:, :K] + net.mu_bias[view], (out[:, K:] + net.logvar_bias[view]).clamp(max=LOGVAR_MAX)
-    widths = [{"ctm": 2 * K, "mean": K, "none": 0}[n] for n in net.posterior_norms]
+    widths = [{"ctm": 2 * K, "ctm-shifted": 2 * K, "mean": K, "none": 0}[n] for n in net.posterior_norms]
     width, start = widths[view], sum(widths[:view])  # the view's running statistics
     normalised = out[:, :width]
     if running:
@@ -39,10 +40,14 @@ def by_hand(net, view, x, running=False):
     normalised = (normalised - mean) / torch.sqrt(var + 1e-5)
     if norm == "ctm":
         return normalised[:, :K], normalised[:, K:]
+    if norm == "ctm-shifted":
+        return normalised[:, :K], (normalised[:, K:] + net.logvar_bias[view]).clamp(max=LOGVAR_MAX)
     return normalised, (out[:, K:] + net.logvar_bias[view]).clamp(max=LOGVAR_MAX)
 
 
-@pytest.mark.parametrize("posterior_norm", ["ctm", "mean", "none", ("mean", "mean", "ctm"), ("none", "ctm", "mean")])
+@pytest.mark.parametrize("posterior_norm", ["ctm", "ctm-shifted", "mean", "none", ("mean", "mean", "ctm"),
+                                            ("none", "ctm", "mean"), ("mean", "mean", "ctm-shifted"),
+                                            ("ctm-shifted", "ctm", "none")])
 def test_each_posterior_norm_by_hand_with_missing_views(posterior_norm):
     net = network(posterior_norm=posterior_norm)
     xs = [torch.randn(8, d) for d in SIZES]
@@ -261,3 +266,19 @@ def test_log_variance_is_capped_where_no_batch_norm_bounds_it(posterior_norm):
     small = [x / 1e6 for x in xs]  # below the cap nothing changes: the hand computation has no cap there
     _, low = net.posteriors(small)
     assert low.max() < LOGVAR_MAX
+
+
+def test_a_shifted_batch_norm_keeps_the_spread_and_learns_the_level_under_the_cap():
+    """``"ctm-shifted"``: in training each view's log sigma^2 has CTM's batch statistics (mean
+    0, variance 1 over the batch) moved by its learned shift; a shift that ran away is capped."""
+    net = network(posterior_norm="ctm-shifted")
+    xs = [torch.randn(64, d) for d in SIZES]
+    with torch.no_grad():
+        net.logvar_bias.copy_(torch.tensor([[-3.0] * K, [0.5] * K, [40.0] * K]))
+    _, logvar = net.posteriors(xs)
+    for v, level in enumerate((-3.0, 0.5)):
+        torch.testing.assert_close(logvar[v].mean(0), torch.full((K,), level), rtol=0, atol=1e-5)
+        torch.testing.assert_close(logvar[v].var(0, unbiased=False), torch.ones(K), rtol=0, atol=1e-3)
+    assert (logvar[2] == LOGVAR_MAX).all()
+    logvar.sum().backward()  # the shift learns (the two views under the cap give it a gradient)
+    assert (net.logvar_bias.grad[:2] != 0).all() and (net.logvar_bias.grad[2] == 0).all()
