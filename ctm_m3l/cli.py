@@ -232,11 +232,12 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
                         help="what M3L-Contrast's pairwise KL compares: theta, the sampled topic proportions (the "
                              "authors' code, default), or posterior, the Gaussian posteriors (Eq. 1 as printed); "
                              "docs/research/which-loss.md")
-    parser.add_argument("--posterior-norm", choices=("ctm", "mean", "none"),
+    parser.add_argument("--posterior-norm", choices=("ctm", "ctm-shifted", "mean", "none"),
                         help="how M3L-Contrast's inference networks normalise their posterior: batch norm on mu and "
-                             "log sigma^2 (ctm, the paper's), on mu only (mean, default), or neither (none)")
-    parser.add_argument("--image-posterior-norm", choices=("ctm", "mean", "none"),
-                        help="the same for the image views' networks (default ctm)")
+                             "log sigma^2 (ctm, the paper's), the same with a learned shift of log sigma^2 "
+                             "(ctm-shifted), on mu only (mean, default), or neither (none)")
+    parser.add_argument("--image-posterior-norm", choices=("ctm", "ctm-shifted", "mean", "none"),
+                        help="the same for the image views' networks (default ctm-shifted)")
     parser.add_argument("--contrastive-reduction", choices=("mean", "sum"),
                         help="M3L-Contrast's InfoNCE per view pair: mean over the batch's tuples (the authors' code) "
                              "or sum (as Eq. 1 sums its terms; default)")

@@ -36,11 +36,13 @@ class ReproduceConfig:
                    topic_numbers=[10, 20], batch_sizes=[16, 32])
 
 
-def m3l_loss_label(options: dict | None = None) -> str:
+def m3l_loss_label(options: dict | None = None, images: bool = True) -> str:
     """M3L-Contrast's loss and networks as ``M3LTM(**options)`` trains them, in a few characters
     (part of a run's key: results of another loss, e.g. an earlier default, never stand in for
     these).  The network settings added later are named only where they differ from the layout
-    every run before them had, so those runs keep their keys."""
+    every run before them had, so those runs keep their keys.  ``images=False``: for runs
+    without an image view, whose results the image views' settings (their layout, their KL to
+    the prior) do not change, so they are left out: a new image default keeps those runs."""
     from ..model import M3LTM
     from ..persistence import SETTINGS_ADDED
 
@@ -48,9 +50,10 @@ def m3l_loss_label(options: dict | None = None) -> str:
     w = model.weights
     label = (f"rec{w['reconstruction']:g}+prior{w['prior_kl']:g}+pair{w['pair_kl']:g}({model.pair_kl_on})"
              f"+s{w['contrastive']:g}({model.similarity},tau{model.temperature:g})")
-    if w["image_prior_kl"] != w["prior_kl"]:
+    if images and w["image_prior_kl"] != w["prior_kl"]:
         label += f"+image_prior{w['image_prior_kl']:g}"
-    for name in ("posterior_norm", "contrastive_reduction", "inference_input", "image_posterior_norm"):
+    names = ("posterior_norm", "contrastive_reduction", "inference_input") + (("image_posterior_norm",) * images)
+    for name in names:
         if getattr(model, name) != SETTINGS_ADDED[name]:
             label += f"+{name}={getattr(model, name)}"
     return label
@@ -100,7 +103,8 @@ class _Run:
         batch = self.batch_size or DEFAULT_BATCH_SIZES.get(self.system)
         return "|".join([self.system, self.views, "/".join(config.encoder_combos[self.combo])]
                         + (["aligned=mcse"] if self.mcse else [])
-                        + ([f"loss={m3l_loss_label(config.m3l_options)}"] if self.system == "m3l" else [])
+                        + ([f"loss={m3l_loss_label(config.m3l_options, images=self.views != 'text')}"]
+                           if self.system == "m3l" else [])
                         # ZeroshotTM trains a model per language (German topics), as the paper does
                         + (["languages=each"] if self.system == "zeroshot" else [])
                         + [f"train={config.n_train or 'all'}", f"test={config.n_test or 'all'}",

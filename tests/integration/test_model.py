@@ -1,6 +1,7 @@
 """M3LTM: gradients, learning on planted data, missing views, persistence, bad input."""
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from contextualized_topic_models.models.ctm import ZeroShotTM
 from helpers import VIEWS, K, prepare, resign, start_fit
 
-from ctm_m3l import M3LTM
+from ctm_m3l import M3LTM, M3LDataPreparation
 from ctm_m3l.data.synthetic import main_planted_topic
 from ctm_m3l.evaluation import mrr
 
@@ -319,7 +320,7 @@ def test_two_of_three_views():
     ({"views": ["en"], "loss_weights": {"reconstruction": 0, "prior_kl": 0, "pair_kl": 0, "contrastive": 0}},
      "all 0"),
     ({"views": ["en"], "device": "tpu"}, "device"),
-    ({"views": ["en"], "posterior_norm": "batch"}, r"posterior_norm must be one of 'ctm', 'mean', 'none'"),
+    ({"views": ["en"], "posterior_norm": "batch"}, r"posterior_norm must be one of 'ctm', 'ctm-shifted', 'mean', 'none'"),
     ({"views": ["en"], "image_posterior_norm": "batch"}, r"image_posterior_norm must be"),
     ({"views": ["en"], "dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
 ])
@@ -465,3 +466,18 @@ def test_combined_input_reads_each_language_s_words_too(tmp_path):
     loaded = M3LTM.load(tmp_path / "m")
     assert loaded.inference_input == "combined"
     np.testing.assert_array_equal(loaded.get_thetas(test, view="de", seed=0), theta["de"])
+
+
+def test_a_model_saved_with_the_previous_image_layout_loads_and_gives_the_same_thetas():
+    """tests/data/image-ctm-model: saved by the code before ``image_posterior_norm="ctm-shifted"``
+    became the default (``tests/data/make_image_ctm_model.py``); its config records ``"ctm"``,
+    so it loads with CTM's layout for the image and gives, per view, the thetas it gave then."""
+    folder = Path(__file__).parents[1] / "data" / "image-ctm-model"
+    model = M3LTM.load(folder / "model")
+    assert model.image_posterior_norm == "ctm" and model.model.posterior_norms == ("mean", "mean", "ctm")
+    prep = M3LDataPreparation.load(folder / "model")
+    rows = [json.loads(line) for line in (folder / "held_out.jsonl").read_text().splitlines()]
+    views = ["en", "de", "image"]
+    held_out = prep.transform(rows, custom_embeddings={v: np.load(folder / f"held_out_{v}.npy") for v in views})
+    for v in views:
+        np.testing.assert_array_equal(model.get_thetas(held_out, view=v, seed=0), np.load(folder / f"thetas_{v}.npy"))

@@ -44,14 +44,21 @@ def test_reproduce_tiny(tmp_path, multi30k_dir):
     assert record["finished"].endswith("+00:00")
     assert f"Code of the finished runs: ctm_m3l {ctm_m3l.__version__}" in tables
     # M3L-Contrast's runs are keyed by their loss, so results of another loss are never reused.
-    m3l_keys = [r["key"] for r in map(json.loads, _lines(tmp_path / "runs.jsonl")) if r["run"]["system"] == "m3l"]
-    assert m3l_keys and all(f"|loss={m3l_loss_label()}|" in key for key in m3l_keys)
+    m3l_runs = [r for r in map(json.loads, _lines(tmp_path / "runs.jsonl")) if r["run"]["system"] == "m3l"]
+    assert {r["run"]["views"] for r in m3l_runs} == {"text", "all"}
+    assert all(f"|loss={m3l_loss_label(images=r['run']['views'] == 'all')}|" in r["key"] for r in m3l_runs)
     assert f"M3L-Contrast's loss: {m3l_loss_label()}" in tables
 
 
 def test_m3l_loss_label_names_every_loss_setting():
     assert m3l_loss_label() == ("rec1+prior0+pair1(theta)+s100(cosine,tau0.07)+posterior_norm=mean"
-                                "+contrastive_reduction=sum+inference_input=combined+image_posterior_norm=ctm")
+                                "+contrastive_reduction=sum+inference_input=combined"
+                                "+image_posterior_norm=ctm-shifted")
+    # Runs without an image view: the image views' settings change nothing, so they are not named.
+    assert m3l_loss_label(images=False) == ("rec1+prior0+pair1(theta)+s100(cosine,tau0.07)+posterior_norm=mean"
+                                            "+contrastive_reduction=sum+inference_input=combined")
+    image_prior = {"loss_weights": {"image_prior_kl": 1.0}, "image_posterior_norm": "mean"}
+    assert m3l_loss_label(image_prior, images=False) == m3l_loss_label(images=False)
     # The paper's settings (0.1.0's defaults) keep the keys their runs were recorded under.
     assert m3l_loss_label(PAPER_SETTINGS) == "rec1+prior0+pair1(theta)+s50(cosine,tau0.07)"
     earlier = {**PAPER_SETTINGS, "pair_kl_on": "posterior", "similarity": "dot", "temperature": 0.1,
