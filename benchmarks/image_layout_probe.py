@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from topic_space_multi30k import VARIANTS  # noqa: E402
+from topic_space_multi30k import VARIANTS, photo_views  # noqa: E402
 
-from ctm_m3l import M3LTM, ImageView, M3LDataPreparation, TextView, load_multi30k  # noqa: E402
+from ctm_m3l import M3LTM, M3LDataPreparation, load_multi30k  # noqa: E402
 from ctm_m3l.evaluation import evaluate  # noqa: E402
 from ctm_m3l.networks import LOGVAR_MAX  # noqa: E402
 
@@ -56,9 +56,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    views = [TextView("en", encoder="offline:minilm"), TextView("de", encoder="offline:minilm"),
-             ImageView("image", encoder="offline:efficientnet-lite0")]
-    prep = M3LDataPreparation(views, cache_dir=args.cache_dir)
+    prep = M3LDataPreparation(photo_views(), cache_dir=args.cache_dir)
     train = prep.fit(load_multi30k("train", root=args.data))
     val = prep.transform(load_multi30k("val", root=args.data))
     start = time.perf_counter()

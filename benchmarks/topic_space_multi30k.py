@@ -28,6 +28,12 @@ from ctm_m3l.evaluation import evaluate
 BASE = PAPER_SETTINGS  # (M3LTM: "prior_kl" given alone weighs every view's KL to the prior)
 
 
+def photo_views() -> list:
+    """English and German with MiniLM, photos with EfficientNet-Lite0 (the offline encoders)."""
+    return [TextView("en", encoder="offline:minilm"), TextView("de", encoder="offline:minilm"),
+            ImageView("image", encoder="offline:efficientnet-lite0")]
+
+
 def variant(**changes) -> dict:
     """BASE with ``changes`` (``loss_weights`` merged key by key)."""
     weights = {**BASE["loss_weights"], **changes.pop("loss_weights", {})}
@@ -104,9 +110,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    views = [TextView("en", encoder="offline:minilm"), TextView("de", encoder="offline:minilm"),
-             ImageView("image", encoder="offline:efficientnet-lite0")]
-    prep = M3LDataPreparation(views, cache_dir=args.cache_dir)
+    prep = M3LDataPreparation(photo_views(), cache_dir=args.cache_dir)
     start = time.perf_counter()
     train = prep.fit(load_multi30k("train", root=args.data, images_only=True))
     val = prep.transform(load_multi30k("val", root=args.data))
