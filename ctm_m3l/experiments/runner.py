@@ -228,7 +228,7 @@ def software() -> dict[str, str]:
     from .._version import __version__
 
     info = {"ctm_m3l": __version__, "torch": torch.__version__, "python": platform.python_version()}
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # ctm_m3l/experiments/runner.py -> the checkout
     if (root / ".git").exists():  # the package's own checkout, not some repository it is installed in
         try:
             commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,

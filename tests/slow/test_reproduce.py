@@ -339,3 +339,18 @@ def _alive(pid: int) -> bool:
             return handle.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_run_record_names_the_commit_of_the_checkout_it_ran_from():
+    """Run from its git checkout, the package names the commit (``-dirty`` with uncommitted
+    changes to tracked files), so tables that mix code versions say so."""
+    import subprocess
+
+    from ctm_m3l.experiments import software
+
+    root = Path(ctm_m3l.__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("the package is not installed from its git checkout")
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert software()["commit"].removesuffix("-dirty") == head
