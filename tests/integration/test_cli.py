@@ -73,6 +73,9 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
     settings = json.loads((tmp_path / "model" / "config.json").read_text())["settings"]
     assert (settings["posterior_norm"], settings["contrastive_reduction"], settings["inference_input"],
             settings["image_posterior_norm"]) == ("ctm", "mean", "contextual", "none")
+    assert main(common + ["--posterior-norm", "ctm-shifted"]) == 0
+    settings = json.loads((tmp_path / "model" / "config.json").read_text())["settings"]
+    assert settings["posterior_norm"] == "ctm-shifted" and settings["image_posterior_norm"] == "ctm-shifted"
     capsys.readouterr()
     assert main(common + ["--loss-weights", "pair_kl"]) == 2
     assert "KEY=NUMBER" in capsys.readouterr().err
