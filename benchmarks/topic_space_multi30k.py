@@ -72,6 +72,12 @@ VARIANTS = {
     # bias): CTM's spread of the variances over photos, at a level the network learns.
     "mu-only norm, InfoNCE summed, combined input, s=100, image ctm-shifted norm": variant(
         **MU_SUM_COMBINED, image_posterior_norm="ctm-shifted", loss_weights={"contrastive": 100.0}),
+    # The shifted batch norm for every view: CTM's spread of the log-variances over items, at a
+    # learned level, for the languages too (between the paper's wide posteriors and "mean"'s
+    # nearly deterministic ones).
+    "ctm-shifted norm, InfoNCE summed, combined input, s=100": variant(
+        posterior_norm="ctm-shifted", contrastive_reduction="sum", inference_input="combined",
+        loss_weights={"contrastive": 100.0}),
     # Or the KL to the prior for the image views only (the languages' reconstruction bounds theirs).
     "mu-only norm, InfoNCE summed, combined input, s=100, image prior KL 1": variant(
         **MU_SUM_COMBINED, loss_weights={"contrastive": 100.0, "prior_kl": 0.0, "image_prior_kl": 1.0}),
