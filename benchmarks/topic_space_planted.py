@@ -35,6 +35,7 @@ VARIANTS = {name: MULTI30K_VARIANTS[name] for name in (
     "mu-only norm, InfoNCE summed, combined input", "mu-only norm, InfoNCE summed, combined input, s=100",
     "mu-only norm, InfoNCE summed, combined input, s=100, image ctm norm",
     "mu-only norm, InfoNCE summed, combined input, s=100, image ctm-shifted norm",
+    "ctm-shifted norm, InfoNCE summed, combined input, s=100",
     "mu-only norm, InfoNCE summed, combined input, s=100, image prior KL 1", "no norm, InfoNCE summed")}
 VARIANTS["no norm"] = variant(posterior_norm="none")
 
