@@ -235,7 +235,7 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
     parser.add_argument("--posterior-norm", choices=("ctm", "ctm-shifted", "mean", "none"),
                         help="how M3L-Contrast's inference networks normalise their posterior: batch norm on mu and "
                              "log sigma^2 (ctm, the paper's), the same with a learned shift of log sigma^2 "
-                             "(ctm-shifted), on mu only (mean, default), or neither (none)")
+                             "(ctm-shifted, default), on mu only (mean), or neither (none)")
     parser.add_argument("--image-posterior-norm", choices=("ctm", "ctm-shifted", "mean", "none"),
                         help="the same for the image views' networks (default ctm-shifted)")
     parser.add_argument("--contrastive-reduction", choices=("mean", "sum"),

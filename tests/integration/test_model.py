@@ -431,13 +431,13 @@ def test_thetas_at_the_posterior_mean_without_sampling(trained):
         mu, _ = model.model.posterior(1, torch.from_numpy(x))
     np.testing.assert_allclose(theta, torch.softmax(mu.double(), -1).numpy(), rtol=1e-6, atol=1e-7)
     assert np.array_equal(theta, model.get_thetas(test, view="de", n_samples=0, seed=5))  # no noise at all
-    # Averaged samples are flatter where a posterior is wide: the image's (CTM's batch norm on its
-    # log sigma^2 keeps its variance near 1), not a text's (its reconstruction makes its network
-    # nearly deterministic).
-    sampled = model.get_thetas(test, view="de", n_samples=20, seed=0)
-    np.testing.assert_allclose(sampled, theta, atol=0.01)
-    images = model.get_thetas(test, view="image", n_samples=0)
-    assert images.max(1).mean() > model.get_thetas(test, view="image", n_samples=20, seed=0).max(1).mean()
+    # Averaged samples are flatter than the posterior mean, for every view: here (50 epochs on
+    # 800 tuples) every network's learned log sigma^2 is still near -2.
+    for view in VIEWS:
+        mean = model.get_thetas(test, view=view, n_samples=0)
+        sampled = model.get_thetas(test, view=view, n_samples=20, seed=0)
+        np.testing.assert_allclose(sampled.sum(1), 1.0, rtol=1e-6)
+        assert mean.max(1).mean() > sampled.max(1).mean() + 0.005, view
     with pytest.raises(ValueError, match="n_samples must be an int >= 0"):
         model.get_thetas(test, view="de", n_samples=-1)
 

@@ -51,11 +51,11 @@ def test_reproduce_tiny(tmp_path, multi30k_dir):
 
 
 def test_m3l_loss_label_names_every_loss_setting():
-    assert m3l_loss_label() == ("rec1+prior0+pair1(theta)+s100(cosine,tau0.07)+posterior_norm=mean"
+    assert m3l_loss_label() == ("rec1+prior0+pair1(theta)+s100(cosine,tau0.07)+posterior_norm=ctm-shifted"
                                 "+contrastive_reduction=sum+inference_input=combined"
                                 "+image_posterior_norm=ctm-shifted")
     # Runs without an image view: the image views' settings change nothing, so they are not named.
-    assert m3l_loss_label(images=False) == ("rec1+prior0+pair1(theta)+s100(cosine,tau0.07)+posterior_norm=mean"
+    assert m3l_loss_label(images=False) == ("rec1+prior0+pair1(theta)+s100(cosine,tau0.07)+posterior_norm=ctm-shifted"
                                             "+contrastive_reduction=sum+inference_input=combined")
     image_prior = {"loss_weights": {"image_prior_kl": 1.0}, "image_posterior_norm": "mean"}
     assert m3l_loss_label(image_prior, images=False) == m3l_loss_label(images=False)
