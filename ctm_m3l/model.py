@@ -90,9 +90,9 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             :data:`~ctm_m3l.networks.LOGVAR_MAX`).  CTM's batch norm on ``log sigma^2``
             re-centres every log-variance at 0, so every posterior keeps a variance near 1 and
             its samples are as wide as its mean's spread, whatever the input says; shifted, the
-            network learns that level.  ``"mean"`` retrieves as well at full scale but
-            collapsed to a few topics in 2 of 5 seeds on 10,000 Multi30k tuples, where ``"ctm-shifted"`` never did (the docs'
-            "Topic space" notes).
+            network learns that level.  ``"mean"`` retrieves about as well at full
+            scale but collapsed to a few topics in 2 of 5 seeds on 10,000 Multi30k tuples,
+            where ``"ctm-shifted"`` never did (the docs' "Topic space" notes).
         image_posterior_norm: the layout of the image views' networks (same options; default
             ``"ctm-shifted"``), or ``None`` for ``posterior_norm``'s.  An image view has no
             words to reconstruct: with ``"mean"`` nothing but the alignment terms set its
