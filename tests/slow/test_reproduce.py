@@ -167,20 +167,12 @@ def test_paper_settings_find_the_committed_ledger_s_m3l_runs(tmp_path):
     """The committed full-scale ledger trained M3L-Contrast with the paper's settings (0.1.0's
     defaults), with earlier defaults and with today's: ``--paper-settings`` finds the first
     runs (their keys name the loss), the defaults only their own, so none stands in for
-    another.  The defaults' rerun grows, so its row is checked against the ledger's records
-    with that label."""
-    import numpy as np
-
+    another."""
     from ctm_m3l.cli import main
 
     ledger = Path(__file__).parents[2] / "benchmarks" / "results" / "multi30k-full" / "runs.jsonl"
-    records = [json.loads(line) for line in ledger.read_text().splitlines()]
-    mine = [r["metrics"]["mrr_en_de"] for r in records
-            if r["key"].startswith("m3l|text|") and f"|loss={m3l_loss_label(images=False)}|" in r["key"]
-            and "|train=all|test=all|K=100|batch=32|epochs=100|" in r["key"]]
-    assert mine, "the ledger holds no Table 1 run of the defaults"
     for flag, row in ((["--paper-settings"], "| m3l | 3 | 0.147 ± 0.000 | 0.140 ± 0.003 | 0.387 ± 0.005 |"),
-                      ([], f"| m3l | {len(mine)} | ")):
+                      ([], "| m3l | 3 | 0.124 ± 0.002 | 0.104 ± 0.005 | 0.801 ± 0.003 |")):
         out = tmp_path / ("paper" if flag else "defaults")
         out.mkdir()
         shutil.copy(ledger, out / "runs.jsonl")
@@ -188,9 +180,6 @@ def test_paper_settings_find_the_committed_ledger_s_m3l_runs(tmp_path):
         tables = (out / "tables.md").read_text()
         label = m3l_loss_label(PAPER_SETTINGS) if flag else m3l_loss_label()
         assert row in tables and f"loss: {label} " in tables
-        if not flag:
-            m3l = next(line for line in tables.splitlines() if line.startswith("| m3l |"))
-            assert f"| {np.mean(mine):.3f}" in m3l, (m3l, mine)
 
 
 def test_time_left_is_the_mean_run_time_over_the_runs_left_and_the_jobs():
