@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validation import Options
 from .baselines.registry import ALIGN_CHOICES, MODELS, build_system, check_align
+from .model import M3LTM
 
 
 def _views(args):
@@ -226,25 +228,31 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
                              "prior, default 0 as in Eq. 1), image_prior_kl (that KL for image views; default 0, or prior_kl's "
                              "when only that is given), pair_kl (default 1), contrastive (s, default 100)")
     parser.add_argument("--temperature", type=float, help="M3L-Contrast's InfoNCE tau (default 0.07)")
-    parser.add_argument("--similarity", choices=("dot", "cosine"),
+    parser.add_argument("--similarity", choices=_m3l_choices("similarity"),
                         help="M3L-Contrast's InfoNCE similarity: cosine (the authors' code, default) or dot (Eq. 1)")
-    parser.add_argument("--pair-kl-on", choices=("theta", "posterior"),
+    parser.add_argument("--pair-kl-on", choices=_m3l_choices("pair_kl_on"),
                         help="what M3L-Contrast's pairwise KL compares: theta, the sampled topic proportions (the "
                              "authors' code, default), or posterior, the Gaussian posteriors (Eq. 1 as printed); "
                              "docs/research/which-loss.md")
-    parser.add_argument("--posterior-norm", choices=("ctm", "ctm-shifted", "mean", "none"),
+    parser.add_argument("--posterior-norm", choices=_m3l_choices("posterior_norm"),
                         help="how M3L-Contrast's inference networks normalise their posterior: batch norm on mu and "
                              "log sigma^2 (ctm, the paper's), the same with a learned shift of log sigma^2 "
                              "(ctm-shifted, default), on mu only (mean), or neither (none)")
-    parser.add_argument("--image-posterior-norm", choices=("ctm", "ctm-shifted", "mean", "none"),
+    parser.add_argument("--image-posterior-norm", choices=_m3l_choices("image_posterior_norm"),
                         help="the same for the image views' networks (default ctm-shifted)")
-    parser.add_argument("--contrastive-reduction", choices=("mean", "sum"),
+    parser.add_argument("--contrastive-reduction", choices=_m3l_choices("contrastive_reduction"),
                         help="M3L-Contrast's InfoNCE per view pair: mean over the batch's tuples (the authors' code) "
                              "or sum (as Eq. 1 sums its terms; default)")
-    parser.add_argument("--inference-input", choices=("contextual", "combined"),
+    parser.add_argument("--inference-input", choices=_m3l_choices("inference_input"),
                         help="what a language view's inference network reads: its embedding (contextual, the "
                              "paper's) or its bag of words as well (combined, as CTM's CombinedTM; default)")
     parser.add_argument("--torch-compile", action="store_true", help=_COMPILE_HELP)
+
+
+def _m3l_choices(parameter: str) -> tuple[str, ...]:
+    """The values M3LTM accepts for ``parameter``, from its ``_parameter_constraints``, so that
+    the CLI offers what the estimator validates and nothing else."""
+    return next(c.values for c in M3LTM._parameter_constraints[parameter] if isinstance(c, Options))
 
 
 _COMPILE_HELP = ("train M3L-Contrast with its training step compiled by torch.compile: faster epochs after a "
