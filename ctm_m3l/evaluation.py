@@ -17,7 +17,7 @@ from .data.io import repeated_ids
 
 __all__ = [
     "jsd_matrix", "mean_jsd", "distance_matrix", "relevance_by_id", "mrr", "uap", "recall_at_k",
-    "npmi", "topic_diversity", "inverted_rbo", "cnpmi", "alignment", "uniformity", "evaluate",
+    "npmi", "npmi_per_topic", "topic_diversity", "inverted_rbo", "cnpmi", "alignment", "uniformity", "evaluate",
 ]
 
 
@@ -121,7 +121,18 @@ def recall_at_k(query: np.ndarray, target: np.ndarray, k: int, relevance: np.nda
 
 def npmi(topics: Sequence[Sequence[str]], texts: Sequence[Sequence[str]], topk: int = 10) -> float:
     """Topic coherence NPMI with gensim's ``CoherenceModel`` (``c_npmi``) against ``texts``
-    (tokenised documents, e.g. ``[d.split() for d in dataset.documents["en"]]``), as in the paper."""
+    (tokenised documents, e.g. ``[d.split() for d in dataset.documents["en"]]``), as in the paper:
+    the mean of :func:`npmi_per_topic`."""
+    return float(_npmi_model(topics, texts, topk).get_coherence())
+
+
+def npmi_per_topic(topics: Sequence[Sequence[str]], texts: Sequence[Sequence[str]], topk: int = 10) -> np.ndarray:
+    """Each topic's NPMI (the values :func:`npmi` averages), in the order of ``topics``: where a
+    model's coherence is lost, e.g. in topics that join two themes whose words never meet."""
+    return np.asarray(_npmi_model(topics, texts, topk).get_coherence_per_topic(), dtype=np.float64)
+
+
+def _npmi_model(topics, texts, topk):
     from gensim.corpora.dictionary import Dictionary
     from gensim.models.coherencemodel import CoherenceModel
 
@@ -133,9 +144,8 @@ def npmi(topics: Sequence[Sequence[str]], texts: Sequence[Sequence[str]], topk: 
             f"{len(unknown)} topic word(s) never occur in the reference texts, e.g. {unknown[:10]}, so their "
             "NPMI is undefined; compute it against the texts the vocabulary was built from (a subset of a "
             "prepared dataset may lack some of its words: prepare the subset on its own instead)")
-    model = CoherenceModel(topics=topics, texts=texts, dictionary=dictionary, coherence="c_npmi", topn=topk,
-                           processes=1)
-    return float(model.get_coherence())
+    return CoherenceModel(topics=topics, texts=texts, dictionary=dictionary, coherence="c_npmi", topn=topk,
+                          processes=1)
 
 
 def topic_diversity(topics: Sequence[Sequence[str]], topk: int = 25) -> float:

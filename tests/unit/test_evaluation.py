@@ -77,6 +77,18 @@ def test_npmi_matches_hand_computation():
         ev.npmi([["a", "zzz"]], texts, topk=2)
 
 
+def test_npmi_per_topic_by_hand_and_its_mean_is_npmi():
+    texts = [["a", "b"], ["a", "b"], ["c", "d"], ["c", "d"]]
+    # a and b always meet: P(a) = P(b) = P(a,b) = 1/2 -> NPMI 1; a and c never do:
+    # log(eps / (1/2 * 1/2)) / -log(eps) with gensim's eps = 1e-12.
+    never = math.log(1e-12 / 0.25) / -math.log(1e-12)
+    per_topic = ev.npmi_per_topic([["a", "b"], ["a", "c"]], texts, topk=2)
+    assert per_topic == pytest.approx([1.0, never], rel=1e-6)
+    assert ev.npmi([["a", "b"], ["a", "c"]], texts, topk=2) == pytest.approx(per_topic.mean())
+    with pytest.raises(ValueError, match="never occur in the reference texts"):
+        ev.npmi_per_topic([["a", "zzz"]], texts, topk=2)
+
+
 def test_cnpmi_by_hand():
     docs_en = [["dog"], ["dog"], ["cat"], ["cat"]]
     docs_de = [["hund"], ["hund"], ["katze"], ["hund"]]
