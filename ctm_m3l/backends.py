@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["BACKENDS", "LastHiddenState", "openvino_text", "openvino_network"]
+__all__ = ["BACKENDS", "CompiledNetwork", "LastHiddenState", "openvino_text", "openvino_network"]
 
 BACKENDS = ("torch", "openvino")
 _F32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -39,24 +39,50 @@ def _openvino():
     return openvino
 
 
+class CompiledNetwork:
+    """A model compiled by OpenVINO, called as ``network(inputs) -> outputs``, held with the
+    ``Core`` that compiled it and released before it (:meth:`close`, or when collected)."""
+
+    def __init__(self, core, compiled):
+        self.core, self.compiled = core, compiled
+
+    def __call__(self, inputs):
+        return self.compiled(inputs)
+
+    @property
+    def precision(self) -> str:
+        return precision(self.compiled)
+
+    def close(self) -> None:
+        self.__dict__.pop("compiled", None)
+        self.__dict__.pop("core", None)
+
+    def __del__(self):
+        self.close()
+
+
 def _convert(module, example: dict | Any, key: str, export_dir: str | os.PathLike | None, inputs=None,
-             config: dict | None = None):
+             config: dict | None = None) -> CompiledNetwork:
     """``module`` compiled by OpenVINO for the CPU (with ``config``), converted once and kept
-    in ``export_dir`` under ``key`` (a digest of the network's weights)."""
+    in ``export_dir`` under ``key`` (a digest of the network's weights).
+
+    The converted model owns a copy of the weights (``share_weights=False``): nothing OpenVINO
+    keeps points into PyTorch's tensors, which the encoder may free first.  With an
+    ``export_dir``, the model is compiled from the saved files, as in every later run."""
     openvino = _openvino()
     core = openvino.Core()
     config = config or {}
     path = Path(export_dir) / "openvino" / f"{key}.xml" if export_dir is not None else None
     if path is not None and path.is_file() and path.with_suffix(".bin").is_file():
         try:
-            return core.compile_model(core.read_model(str(path)), "CPU", config)
+            return CompiledNetwork(core, core.compile_model(core.read_model(str(path)), "CPU", config))
         except RuntimeError:  # a damaged export: convert again
             pass
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on constant shapes, transformers' deprecations
-        converted = openvino.convert_model(module, example_input=example, input=inputs)
+        converted = openvino.convert_model(module, example_input=example, input=inputs, share_weights=False)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.stem}.tmp-{os.getpid()}-{os.urandom(4).hex()}.xml"
@@ -64,7 +90,9 @@ def _convert(module, example: dict | Any, key: str, export_dir: str | os.PathLik
         # The weights first: an .xml is in place only once its .bin is complete.
         os.replace(tmp.with_suffix(".bin"), path.with_suffix(".bin"))
         os.replace(tmp, path)
-    return core.compile_model(converted, "CPU", config)
+        del converted
+        converted = core.read_model(str(path))
+    return CompiledNetwork(core, core.compile_model(converted, "CPU", config))
 
 
 def precision(compiled) -> str:
@@ -139,7 +167,7 @@ def openvino_text(model, batch_size: int, export_dir=None, float32: bool = False
             out[rows] = vectors
         return out
 
-    encode.precision = precision(compiled)
+    encode.precision = compiled.precision
     return encode
 
 
@@ -151,5 +179,5 @@ def openvino_network(module, input_shape: tuple, export_dir=None) -> Callable[[n
     def run(batch):
         return compiled(np.ascontiguousarray(batch, dtype=np.float32))[0]
 
-    run.precision = precision(compiled)
+    run.precision = compiled.precision
     return run

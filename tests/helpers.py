@@ -42,3 +42,27 @@ HAS_CPP = any(shutil.which(c) for c in ("g++", "c++", "clang++"))
 def needs_cpp(test):
     """A test of compiled training: marked ``cpp``, skipped where no C++ compiler is found."""
     return pytest.mark.cpp(pytest.mark.skipif(not HAS_CPP, reason="torch.compile on CPU needs a C++ compiler")(test))
+
+
+def in_a_fresh_python(function, *args, timeout=900):
+    """Run ``function(*args)``, a module-level function of a test module (``args`` plain values
+    such as strings), in a new Python process.  A crash in native code (a segmentation fault of
+    a runtime such as OpenVINO) then fails the one test that met it, with the child's output and
+    the signal, instead of ending the whole test session."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    module = sys.modules[function.__module__]
+    code = (f"import importlib.util, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"spec = importlib.util.spec_from_file_location('isolated_test', {module.__file__!r}); "
+            f"module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+            f"module.{function.__name__}(*{args!r})")
+    child = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, text=True,
+                           timeout=timeout)
+    if child.returncode != 0:
+        how = (f"died of {signal.Signals(-child.returncode).name}" if child.returncode < 0
+               else f"exited with {child.returncode}")
+        pytest.fail(f"{function.__name__}{args!r} {how} in its own process; its output ends:\n"
+                    f"{(child.stdout + child.stderr)[-6000:]}", pytrace=False)
