@@ -66,8 +66,8 @@ def _convert(module, example: dict | Any, key: str, export_dir: str | os.PathLik
     """``module`` compiled by OpenVINO for the CPU (with ``config``), converted once and kept
     in ``export_dir`` under ``key`` (a digest of the network's weights).
 
-    The converted model owns a copy of the weights (``share_weights=False``): nothing OpenVINO
-    keeps points into PyTorch's tensors, which the encoder may free first.  With an
+    The converted model owns a copy of the weights (``share_weights=False``): OpenVINO's native
+    model holds no PyTorch tensor (no Python object that native code would release).  With an
     ``export_dir``, the model is compiled from the saved files, as in every later run."""
     openvino = _openvino()
     core = openvino.Core()
