@@ -36,7 +36,8 @@ VARIANTS = {name: MULTI30K_VARIANTS[name] for name in (
     "mu-only norm, InfoNCE summed, combined input, s=100, image ctm norm",
     "mu-only norm, InfoNCE summed, combined input, s=100, image ctm-shifted norm",
     "ctm-shifted norm, InfoNCE summed, combined input, s=100",
-    "mu-only norm, InfoNCE summed, combined input, s=100, image prior KL 1", "no norm, InfoNCE summed")}
+    "mu-only norm, InfoNCE summed, combined input, s=100, image prior KL 1", "no norm, InfoNCE summed",
+    *(f"ctm-shifted norm, InfoNCE summed, combined input, s=100, tau={tau}" for tau in (0.05, 0.1, 0.2)))}
 VARIANTS["no norm"] = variant(posterior_norm="none")
 
 
