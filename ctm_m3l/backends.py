@@ -47,11 +47,17 @@ class CompiledNetwork:
         self.core, self.compiled = core, compiled
 
     def __call__(self, inputs):
-        return self.compiled(inputs)
+        return self._compiled()(inputs)
 
     @property
     def precision(self) -> str:
-        return precision(self.compiled)
+        return precision(self._compiled())
+
+    def _compiled(self):
+        compiled = self.__dict__.get("compiled")
+        if compiled is None:
+            raise RuntimeError("this OpenVINO network was closed; build the encoder again")
+        return compiled
 
     def close(self) -> None:
         self.__dict__.pop("compiled", None)

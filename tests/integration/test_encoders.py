@@ -307,3 +307,17 @@ def check_the_openvino_backend(tmp_path, multi30k_dir):
     # The encoders, their torch networks and their compiled models freed in any order.
     del fast, fast_images, again, minilm, effnet
     gc.collect()
+    # A compiled network on its own: torch's outputs, then a clear error once closed.
+    import torch
+
+    from ctm_m3l.backends import _convert, weights_key
+
+    linear = torch.nn.Linear(3, 2)
+    network = _convert(linear, torch.zeros((1, 3)), weights_key(linear), None, inputs=[(-1, 3)],
+                       config={"INFERENCE_PRECISION_HINT": "f32"})
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert np.allclose(network(x)[0], linear(torch.from_numpy(x)).detach().numpy(), atol=1e-6)
+    assert network.precision == "f32"
+    network.close()
+    with pytest.raises(RuntimeError, match="was closed"):
+        network(x)
