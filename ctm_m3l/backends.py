@@ -8,6 +8,11 @@ on Multi30k), float32 elsewhere; the image CNN always in float32 (bfloat16 moved
 features by up to 0.002 in cosine).  The precision is part of the embedding cache's key.
 Tokenising, pooling and normalising stay as sentence-transformers does them.
 
+Known problem: once, on a CI machine we do not have, the process died of a segmentation fault
+while OpenVINO's compiled models were freed (not reproduced here; the converted models now own
+their weights, which removed the one cause we found).  If it happens to you, use
+``backend="torch"``: the embeddings are the same to rounding.
+
 Why OpenVINO rather than sentence-transformers' own ``backend="onnx"/"openvino"``: those go
 through Hugging Face Optimum, whose current releases pin ``transformers`` below the version
 sentence-transformers itself needs here.  Measured side by side with the torch path:

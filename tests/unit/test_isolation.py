@@ -10,6 +10,11 @@ def crash():
     os.kill(os.getpid(), signal.SIGSEGV)
 
 
+def crash_after_the_checks():
+    print("checked", flush=True)
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
 def fail_with(message):
     raise AssertionError(message)
 
@@ -29,3 +34,10 @@ def test_a_failed_assertion_is_reported_with_its_message(tmp_path):
         in_a_fresh_python(fail_with, "the views differ")
     in_a_fresh_python(succeed, str(tmp_path / "out"))
     assert (tmp_path / "out").read_text() == "ran"
+
+
+def test_a_crash_after_every_check_is_an_expected_failure_naming_the_signal():
+    with pytest.raises(pytest.xfail.Exception, match="every check passed, then crash_after_the_checks died of SIGSEGV"):
+        in_a_fresh_python(crash_after_the_checks, checked_marker="checked")
+    with pytest.raises(pytest.fail.Exception, match="died of SIGSEGV"):  # before the marker: a failure
+        in_a_fresh_python(crash, checked_marker="checked")
