@@ -13,7 +13,8 @@ import numpy as np
 from ..views import ImageView, TextView
 from .preparation import M3LDataPreparation
 
-__all__ = ["letters", "word", "planted_topic", "main_planted_topic", "planted_maps", "planted_tuples",
+__all__ = ["letters", "word", "planted_topic", "main_planted_topic", "planted_topic_counts", "planted_maps",
+           "planted_tuples",
            "planted_datasets", "bayes_optimal_mrr", "planted_log_likelihoods"]
 
 
@@ -41,6 +42,15 @@ def planted_topic(planted_word: str) -> int:
 def main_planted_topic(words) -> int:
     """The planted topic most of ``words`` (a topic's top words, say) belong to."""
     return Counter(map(planted_topic, words)).most_common(1)[0][0]
+
+
+def planted_topic_counts(rows, language: str, n_topics: int) -> np.ndarray:
+    """How many of each row's ``language`` words each planted topic owns: ``(len(rows), n_topics)``."""
+    counts = np.zeros((len(rows), n_topics))
+    for i, row in enumerate(rows):
+        for token in row[language].split():
+            counts[i, planted_topic(token)] += 1
+    return counts
 
 
 def planted_maps(n_topics: int, views, dims=None) -> dict[str, np.ndarray]:
@@ -124,10 +134,7 @@ def planted_log_likelihoods(rows, embeddings, view: str, samples: np.ndarray, la
     elif view not in languages:
         raise ValueError(f"with_embedding=False leaves nothing to score for {view!r}, which has no words")
     if view in languages:
-        counts = np.zeros((len(rows), samples.shape[1]))
-        for i, row in enumerate(rows):
-            for token in row[view].split():
-                counts[i, planted_topic(token)] += 1
+        counts = planted_topic_counts(rows, view, samples.shape[1])
         log_lik = log_lik + counts @ np.log(np.clip(samples, 1e-300, None)).T
     return log_lik
 
