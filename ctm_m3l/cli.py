@@ -49,7 +49,8 @@ def _embeddings(pairs: list[str] | None) -> dict[str, np.ndarray]:
 def _m3l_options(args) -> dict:
     """The M3LTM settings given on the command line (``--loss-weights KEY=VALUE...``,
     ``--temperature``, ``--similarity``, ``--pair-kl-on``, ``--posterior-norm``,
-    ``--image-posterior-norm``, ``--contrastive-reduction``, ``--inference-input``), validated by M3LTM itself; the others
+    ``--image-posterior-norm``, ``--contrastive-reduction``, ``--inference-input``, ``--hidden-sizes``), validated by
+    M3LTM itself; the others
     keep M3LTM's defaults."""
     options = {}
     if args.loss_weights:
@@ -67,6 +68,8 @@ def _m3l_options(args) -> dict:
     for name in ("pair_kl_on", "posterior_norm", "image_posterior_norm", "contrastive_reduction", "inference_input"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
+    if args.hidden_sizes is not None:
+        options["hidden_sizes"] = tuple(args.hidden_sizes)
     return options
 
 
@@ -98,7 +101,8 @@ def cmd_evaluate(args) -> int:
     m3l_options = _m3l_options(args)
     if args.model != "m3l" and m3l_options:
         raise ValueError(f"--loss-weights, --temperature, --similarity, --pair-kl-on, --posterior-norm, "
-                         f"--image-posterior-norm, --contrastive-reduction and --inference-input set M3L-Contrast's "
+                         f"--image-posterior-norm, --contrastive-reduction, --inference-input and --hidden-sizes set "
+                         f"M3L-Contrast's "
                          f"loss and networks; "
                          f"--model {args.model} has none of them")
     if args.model != "m3l" and args.torch_compile:
@@ -246,6 +250,9 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
     parser.add_argument("--inference-input", choices=_m3l_choices("inference_input"),
                         help="what a language view's inference network reads: its embedding (contextual, the "
                              "paper's) or its bag of words as well (combined, as CTM's CombinedTM; default)")
+    parser.add_argument("--hidden-sizes", type=int, nargs="+", metavar="UNITS",
+                        help="M3L-Contrast's inference networks' hidden layers (default: one of 100, the paper's; "
+                             "200 retrieves better and gives less coherent topics: docs/research/topic-space.md)")
     parser.add_argument("--torch-compile", action="store_true", help=_COMPILE_HELP)
 
 

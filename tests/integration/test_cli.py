@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from helpers import needs_cpp
 
+from ctm_m3l import M3LTM
 from ctm_m3l.cli import main
 from ctm_m3l.data.synthetic import planted_tuples
 
@@ -77,7 +78,12 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
     assert main(common + ["--posterior-norm", "mean"]) == 0
     settings = json.loads((tmp_path / "model" / "config.json").read_text())["settings"]
     assert settings["posterior_norm"] == "mean" and settings["image_posterior_norm"] == "ctm-shifted"
+    assert main(common + ["--hidden-sizes", "8", "6"]) == 0
+    model = M3LTM.load(tmp_path / "model")
+    assert model.hidden_sizes == (8, 6) and [w.shape[1:] for w in model.model.hidden_weight] == [(6, 8)]
     capsys.readouterr()
+    assert main(common + ["--hidden-sizes", "0"]) == 2
+    assert "hidden_sizes" in capsys.readouterr().err
     assert main(common + ["--loss-weights", "pair_kl"]) == 2
     assert "KEY=NUMBER" in capsys.readouterr().err
     assert main(common + ["--loss-weights", "pairkl=0.1"]) == 2
