@@ -83,6 +83,23 @@ VARIANTS = {
     **{f"ctm-shifted norm, InfoNCE summed, combined input, s=100, tau={tau}": variant(
         posterior_norm="ctm-shifted", contrastive_reduction="sum", inference_input="combined",
         loss_weights={"contrastive": 100.0}, temperature=tau) for tau in (0.05, 0.1, 0.2)},
+    # The inference network's width (the paper: "one fully-connected hidden layer ... with 100
+    # dimensions. We save the investigation of other inference network structures for future
+    # work"): with the combined input a language's network reads 2,000 words and its embedding.
+    "ctm-shifted norm, InfoNCE summed, combined input, s=100, hidden 200": variant(
+        posterior_norm="ctm-shifted", contrastive_reduction="sum", inference_input="combined",
+        loss_weights={"contrastive": 100.0}, hidden_sizes=(200,)),
+    # Eq. 1's pairwise KL read as the KL between the views' Gaussian posteriors (the default
+    # compares their sampled topic proportions, as the released code).
+    "ctm-shifted norm, InfoNCE summed, combined input, s=100, pair KL on posterior": variant(
+        posterior_norm="ctm-shifted", contrastive_reduction="sum", inference_input="combined",
+        loss_weights={"contrastive": 100.0}, pair_kl_on="posterior"),
+    "ctm-shifted norm, InfoNCE summed, combined input, s=100, dropout 0.4": variant(
+        posterior_norm="ctm-shifted", contrastive_reduction="sum", inference_input="combined",
+        loss_weights={"contrastive": 100.0}, dropout=0.4),
+    "ctm-shifted norm, InfoNCE summed, combined input, s=100, hidden 200, tau=0.1": variant(
+        posterior_norm="ctm-shifted", contrastive_reduction="sum", inference_input="combined",
+        loss_weights={"contrastive": 100.0}, hidden_sizes=(200,), temperature=0.1),
     # Or the KL to the prior for the image views only (the languages' reconstruction bounds theirs).
     "mu-only norm, InfoNCE summed, combined input, s=100, image prior KL 1": variant(
         **MU_SUM_COMBINED, loss_weights={"contrastive": 100.0, "prior_kl": 0.0, "image_prior_kl": 1.0}),
