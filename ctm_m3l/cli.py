@@ -49,9 +49,8 @@ def _embeddings(pairs: list[str] | None) -> dict[str, np.ndarray]:
 def _m3l_options(args) -> dict:
     """The M3LTM settings given on the command line (``--loss-weights KEY=VALUE...``,
     ``--temperature``, ``--similarity``, ``--pair-kl-on``, ``--posterior-norm``,
-    ``--image-posterior-norm``, ``--contrastive-reduction``, ``--inference-input``, ``--hidden-sizes``), validated by
-    M3LTM itself; the others
-    keep M3LTM's defaults."""
+    ``--image-posterior-norm``, ``--contrastive-reduction``, ``--inference-input``,
+    ``--hidden-sizes``), validated by M3LTM itself; the others keep M3LTM's defaults."""
     options = {}
     if args.loss_weights:
         options["loss_weights"] = {}
@@ -102,9 +101,7 @@ def cmd_evaluate(args) -> int:
     if args.model != "m3l" and m3l_options:
         raise ValueError(f"--loss-weights, --temperature, --similarity, --pair-kl-on, --posterior-norm, "
                          f"--image-posterior-norm, --contrastive-reduction, --inference-input and --hidden-sizes set "
-                         f"M3L-Contrast's "
-                         f"loss and networks; "
-                         f"--model {args.model} has none of them")
+                         f"M3L-Contrast's loss and networks; --model {args.model} has none of them")
     if args.model != "m3l" and args.torch_compile:
         raise ValueError(f"--torch-compile compiles M3L-Contrast's training step; --model {args.model} does not "
                          "train with it")
