@@ -94,6 +94,14 @@ VARIANTS = {
     # compares their sampled topic proportions, as the released code).
     "ctm-shifted norm, InfoNCE summed, combined input, s=100, pair KL on posterior": variant(
         **SHIFTED_DEFAULTS, pair_kl_on="posterior"),
+    # Eq. 1's similarity, the dot product of the topic vectors (the released code, and the
+    # default, use the cosine).
+    "ctm-shifted norm, InfoNCE summed, combined input, s=100, dot similarity": variant(
+        **SHIFTED_DEFAULTS, similarity="dot"),
+    # CTM's other decoder: each language's words a mixture of its topics' word distributions
+    # (model_type="LDA") instead of ProdLDA's product of experts.
+    "ctm-shifted norm, InfoNCE summed, combined input, s=100, LDA decoder": variant(
+        **SHIFTED_DEFAULTS, model_type="LDA"),
     "ctm-shifted norm, InfoNCE summed, combined input, s=100, dropout 0.4": variant(
         **SHIFTED_DEFAULTS, dropout=0.4),
     "ctm-shifted norm, InfoNCE summed, combined input, s=100, hidden 200, tau=0.1": variant(
