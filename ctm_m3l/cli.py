@@ -60,11 +60,8 @@ def _m3l_options(args) -> dict:
                 options["loss_weights"][key.strip()] = float(value)
             except ValueError:
                 raise ValueError(f"--loss-weights takes KEY=NUMBER (e.g. pair_kl=0.1), got {pair!r}") from None
-    if args.temperature is not None:
-        options["temperature"] = args.temperature
-    if args.similarity is not None:
-        options["similarity"] = args.similarity
-    for name in ("pair_kl_on", "posterior_norm", "image_posterior_norm", "contrastive_reduction", "inference_input"):
+    for name in ("temperature", "similarity", "pair_kl_on", "posterior_norm", "image_posterior_norm",
+                 "contrastive_reduction", "inference_input"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if args.hidden_sizes is not None:
