@@ -50,7 +50,8 @@ def _m3l_options(args) -> dict:
     """The M3LTM settings given on the command line (``--loss-weights KEY=VALUE...``,
     ``--temperature``, ``--similarity``, ``--pair-kl-on``, ``--posterior-norm``,
     ``--image-posterior-norm``, ``--contrastive-reduction``, ``--inference-input``,
-    ``--hidden-sizes``), validated by M3LTM itself; the others keep M3LTM's defaults."""
+    ``--hidden-sizes``, ``--topic-epochs``), validated by M3LTM itself; the others keep M3LTM's
+    defaults."""
     options = {}
     if args.loss_weights:
         options["loss_weights"] = {}
@@ -61,7 +62,7 @@ def _m3l_options(args) -> dict:
             except ValueError:
                 raise ValueError(f"--loss-weights takes KEY=NUMBER (e.g. pair_kl=0.1), got {pair!r}") from None
     for name in ("temperature", "similarity", "pair_kl_on", "posterior_norm", "image_posterior_norm",
-                 "contrastive_reduction", "inference_input"):
+                 "contrastive_reduction", "inference_input", "topic_epochs"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if args.hidden_sizes is not None:
@@ -97,8 +98,9 @@ def cmd_evaluate(args) -> int:
     m3l_options = _m3l_options(args)
     if args.model != "m3l" and m3l_options:
         raise ValueError(f"--loss-weights, --temperature, --similarity, --pair-kl-on, --posterior-norm, "
-                         f"--image-posterior-norm, --contrastive-reduction, --inference-input and --hidden-sizes set "
-                         f"M3L-Contrast's loss and networks; --model {args.model} has none of them")
+                         f"--image-posterior-norm, --contrastive-reduction, --inference-input, --hidden-sizes and "
+                         f"--topic-epochs set M3L-Contrast's loss, networks and training; --model {args.model} has "
+                         "none of them")
     if args.model != "m3l" and args.torch_compile:
         raise ValueError(f"--torch-compile compiles M3L-Contrast's training step; --model {args.model} does not "
                          "train with it")
@@ -247,6 +249,10 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
     parser.add_argument("--hidden-sizes", type=int, nargs="+", metavar="UNITS",
                         help="M3L-Contrast's inference networks' hidden layers (default: one of 100, the paper's; "
                              "200 retrieves better and gives less coherent topics: docs/research/topic-space.md)")
+    parser.add_argument("--topic-epochs", type=int, metavar="EPOCHS",
+                        help="M3L-Contrast's topics train for the first EPOCHS epochs only; the inference networks "
+                             "train for all of them (default: the topics train every epoch; 50 of 100 keeps the "
+                             "topics' coherence of epoch 50: docs/research/topic-space.md)")
     parser.add_argument("--torch-compile", action="store_true", help=_COMPILE_HELP)
 
 

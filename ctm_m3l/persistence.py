@@ -41,7 +41,7 @@ FORMAT, FORMAT_VERSION = "ctm-m3l-model", 2
 #: Settings added after a format version was first written, with the values that saved
 #: models and checkpoints lacking them were trained with (their network layout).
 SETTINGS_ADDED = {"pair_kl_on": "posterior", "posterior_norm": "ctm", "contrastive_reduction": "mean",
-                  "inference_input": "contextual", "image_posterior_norm": None}
+                  "inference_input": "contextual", "image_posterior_norm": None, "topic_epochs": None}
 _MANIFEST_FORMAT = "ctm-m3l-folder"
 _MANIFEST_VERSION = 1
 # The largest JSON file a model folder may hold (vocabularies of a few hundred thousand words

@@ -53,7 +53,7 @@ def m3l_loss_label(options: dict | None = None, images: bool = True) -> str:
     if images and w["image_prior_kl"] != w["prior_kl"]:
         label += f"+image_prior{w['image_prior_kl']:g}"
     names = ("posterior_norm", "contrastive_reduction", "inference_input") + (("image_posterior_norm",) * images)
-    for name in names:
+    for name in names + ("topic_epochs",):
         if getattr(model, name) != SETTINGS_ADDED[name]:
             label += f"+{name}={getattr(model, name)}"
     return label

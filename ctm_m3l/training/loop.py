@@ -115,6 +115,9 @@ class FitLoop:
         keys = [*TERMS, "loss"]
         totals = torch.zeros(len(keys), device=e.device)  # summed on the device: no sync per step
         batches = batch_indices(data.n, e.batch_size, self.world, generator, shuffle=train)
+        # Past topic_epochs the topics stay fixed; e.nn_epoch counts from 0, also on resuming.
+        topics_fixed = train and e.topic_epochs is not None and e.nn_epoch is not None \
+            and e.nn_epoch >= e.topic_epochs
         with torch.set_grad_enabled(train):
             for batch_host in batches:
                 terms = self.batch_terms(data, batch_host)
@@ -124,6 +127,8 @@ class FitLoop:
                                          f"above 0 (loss_weights {e.weights}): nothing to train")
                     e.optimizer.zero_grad(set_to_none=True)
                     terms["loss"].backward()
+                    if topics_fixed:  # no gradient, so the optimizer leaves them as they are
+                        e.model.topic_words.grad = None
                     e.optimizer.step()
                 totals += torch.stack([terms[key].detach() for key in keys])
         if self.distributed:

@@ -135,3 +135,29 @@ def test_a_checkpoint_written_before_image_prior_kl_existed_resumes(tmp_path, da
     whole.fit(data[0], progress_bar=False)
     assert len(resumed.history) == 3
     assert all(torch.equal(a, b) for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()))
+
+
+def test_topic_epochs_fixes_the_topics_of_that_epoch_and_resumes_past_it(tmp_path, data):
+    """With ``topic_epochs=2`` of 4 the topics end as a 2-epoch fit's (same seed) while the
+    inference networks train on; a run resumed after epoch 3 keeps them fixed too."""
+    train = data[0]
+    two = M3LTM(**{**SETTINGS, "num_epochs": 2})
+    two.fit(train, progress_bar=False)
+    settings = {**SETTINGS, "num_epochs": 4, "topic_epochs": 2}
+    fixed = M3LTM(**settings)
+    fixed.fit(train, progress_bar=False)
+    assert torch.equal(fixed.model.topic_words, two.model.topic_words)
+    assert fixed.get_topic_lists(5, language="de") == two.get_topic_lists(5, language="de")
+    assert not torch.equal(fixed.model.input_weight[0], two.model.input_weight[0])  # the networks trained on
+    free = M3LTM(**{**SETTINGS, "num_epochs": 4})
+    free.fit(train, progress_bar=False)
+    assert not torch.equal(free.model.topic_words, two.model.topic_words)  # without it the topics move
+
+    three = M3LTM(**{**settings, "num_epochs": 3})
+    three.fit(train, progress_bar=False, checkpoint_dir=tmp_path)
+    resumed = M3LTM(**settings)
+    resumed.fit(train, progress_bar=False, resume_from=tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(fixed.model.state_dict().values(), resumed.model.state_dict().values()))
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in fixed.history]
+    saved = M3LTM.load(fixed.save(tmp_path / "model"))
+    assert saved.topic_epochs == 2

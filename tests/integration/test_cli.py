@@ -81,9 +81,13 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
     assert main(common + ["--hidden-sizes", "8", "6"]) == 0
     model = M3LTM.load(tmp_path / "model")
     assert model.hidden_sizes == (8, 6) and [w.shape[1:] for w in model.model.hidden_weight] == [(6, 8)]
+    assert main(common + ["--topic-epochs", "1"]) == 0
+    assert M3LTM.load(tmp_path / "model").topic_epochs == 1
     capsys.readouterr()
     assert main(common + ["--hidden-sizes", "0"]) == 2
     assert "hidden_sizes" in capsys.readouterr().err
+    assert main(common + ["--topic-epochs", "0"]) == 2
+    assert "topic_epochs" in capsys.readouterr().err
     assert main(common + ["--loss-weights", "pair_kl"]) == 2
     assert "KEY=NUMBER" in capsys.readouterr().err
     assert main(common + ["--loss-weights", "pairkl=0.1"]) == 2
