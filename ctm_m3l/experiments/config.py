@@ -37,7 +37,8 @@ class ReproduceConfig:
 
 
 def m3l_loss_label(options: dict | None = None, images: bool = True) -> str:
-    """M3L-Contrast's loss and networks as ``M3LTM(**options)`` trains them, in a few characters
+    """M3L-Contrast's loss and networks as ``M3LTM(**options)`` trains them (and ``topic_epochs``,
+    when the topics train for fewer epochs than the networks), in a few characters
     (part of a run's key: results of another loss, e.g. an earlier default, never stand in for
     these).  The network settings added later are named only where they differ from the layout
     every run before them had, so those runs keep their keys.  ``images=False``: for runs

@@ -67,6 +67,8 @@ def test_m3l_loss_label_names_every_loss_setting():
     images = {**PAPER_SETTINGS, "image_posterior_norm": "mean", "loss_weights": {"image_prior_kl": 0.5}}
     assert m3l_loss_label(images) == ("rec1+prior0+pair1(theta)+s100(cosine,tau0.07)+image_prior0.5"
                                       "+image_posterior_norm=mean")
+    # Training the topics for fewer epochs is named too, so those runs never stand in for the defaults'.
+    assert m3l_loss_label({"topic_epochs": 50}, images=False) == m3l_loss_label(images=False) + "+topic_epochs=50"
 
 
 def _lines(path):
