@@ -14,10 +14,11 @@ of the last two are the selection's rows of the same settings, so they are left 
     python benchmarks/topic_space_frontier.py --markdown benchmarks/results/topic-space/frontier.md
 """
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+
+from ctm_m3l.experiments import read_runs
 
 RESULTS = Path(__file__).parent / "results"
 TOPIC_SPACE = ["full-scale.jsonl", "probe-dropout.jsonl", "probe-noise-epochs.jsonl", "probe-freeze.jsonl"]
@@ -37,19 +38,11 @@ def _label(variant: str) -> str:
     return ("probe: " if probe else "") + body
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def topic_space_points(folder: Path) -> dict[str, list[dict]]:
     """en-de M3L-Contrast runs of the topic-space ledgers, by configuration."""
     points: dict[str, list[dict]] = {}
     for name in TOPIC_SPACE:
-        path = folder / name
-        if not path.exists():
-            continue
-        for record in _read_jsonl(path):
+        for record in read_runs(folder / name, print).values():
             if record.get("setting") == "en-de" and record.get("system") == "m3l":
                 points.setdefault(_label(record["variant"]), []).append(record["metrics"])
     return points
@@ -61,7 +54,7 @@ def reproduction_points(path: Path) -> dict[str, list[dict]]:
                "posterior_norm=ctm-shifted+": "the defaults",
                "posterior_norm=mean+": "the previous defaults (languages \"mean\")"}
     points: dict[str, list[dict]] = {}
-    for record in _read_jsonl(path):
+    for record in read_runs(path, print).values():
         key = record["key"]
         if not key.startswith("m3l|text|") or "|K=100|" not in key or "aligned=" in key:
             continue
