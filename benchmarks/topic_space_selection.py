@@ -15,6 +15,11 @@ so a killed process loses at most one epoch and the ledger picks up where it sto
         --ledger benchmarks/results/topic-space/full-scale.jsonl --checkpoints CKPT \
         --settings en-de --systems m3l --variants "mu-only norm, InfoNCE summed" --seeds 0 1 2
 
+A "topics from SOURCE" variant trains its inference networks against the topic-word weights of
+the variant SOURCE's fit with the same setting and seed (``fit(topics_from=...)``): that fit
+runs first if its model is not saved under ``--checkpoints``/models (it is recorded in the
+ledger under its own key too).
+
 ``--report`` prints the ledger's means and sample SDs per setting, system and variant;
 ``--markdown FILE`` writes them as one Markdown table per setting (the docs include it).
 """
@@ -26,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from topic_space_multi30k import VARIANTS  # noqa: E402
+from topic_space_multi30k import TOPIC_SOURCES, VARIANTS  # noqa: E402
 
 from ctm_m3l import ImageView, M3LDataPreparation, TextView, load_multi30k  # noqa: E402
 from ctm_m3l.experiments import append_run, read_runs, run_system, software  # noqa: E402
@@ -159,24 +164,52 @@ def main(argv=None):
         views = prep.views
         for system, variant, seed in todo:
             key = _key(setting, system, variant, seed, args)
-            name, align = {"zeroshot+mcse": ("zeroshot", "mcse"), "zeroshot": ("zeroshot", "none")}.get(
-                system, (system, "auto"))
-            checkpoints = None
-            if system == "m3l" and args.checkpoints is not None:
-                checkpoints = args.checkpoints / key.replace("|", "_").replace(" ", "").replace(",", "+")
-            result = run_system(name, views, train, val, args.topics,
-                                args.pltm_iterations if system == "pltm" else args.epochs, seed,
-                                m3l_options=VARIANTS[variant] if system == "m3l" else None, align=align,
-                                torch_compile=args.torch_compile and system == "m3l", checkpoint_dir=checkpoints)
-            first_text = names[0]
-            record = {"key": key, "setting": setting, "system": system, "variant": variant, "seed": seed,
-                      "model": result["model"], "metrics": result["metrics"], "seconds": result["seconds"],
-                      "software": software(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            append_run(args.ledger, record)
-            shown = {k: round(v, 3) for k, v in result["metrics"].items()
-                     if k.startswith(("mrr_", "uap_", "npmi_", "diversity_", "largest_share_")) and "100" not in k
-                     and (k.startswith(f"mrr_{first_text}_") or k.startswith(("uap_", "npmi", "diversity", "largest")))}
-            print(f"{key}: {shown} ({result['seconds']:.0f} s)", flush=True)
+            if key in done:  # a "topics from" variant's source, run just before
+                continue
+            topics_from = None
+            if system == "m3l" and variant in TOPIC_SOURCES:
+                topics_from = _topic_source(setting, TOPIC_SOURCES[variant], seed, args, views, train, val, done)
+            _run(setting, system, variant, seed, args, views, train, val, done, topics_from=topics_from)
+
+
+def _folder(key: str) -> str:
+    return key.replace("|", "_").replace(" ", "").replace(",", "+")
+
+
+def _topic_source(setting, variant, seed, args, views, train, val, done) -> Path:
+    """The saved model of ``variant``'s fit (setting, seed) that a "topics from" variant takes
+    its topic-word weights from; fitted (and recorded in the ledger) if not saved yet."""
+    if args.checkpoints is None:
+        raise SystemExit("a \"topics from\" variant needs --checkpoints (its source model is saved there)")
+    folder = args.checkpoints / "models" / _folder(_key(setting, "m3l", variant, seed, args))
+    if not (folder / "config.json").is_file():
+        _run(setting, "m3l", variant, seed, args, views, train, val, done, save_to=folder)
+    return folder
+
+
+def _run(setting, system, variant, seed, args, views, train, val, done, **m3l_fit) -> None:
+    key = _key(setting, system, variant, seed, args)
+    name, align = {"zeroshot+mcse": ("zeroshot", "mcse"), "zeroshot": ("zeroshot", "none")}.get(
+        system, (system, "auto"))
+    checkpoints = None
+    if system == "m3l" and args.checkpoints is not None:
+        checkpoints = args.checkpoints / _folder(key)
+    result = run_system(name, views, train, val, args.topics,
+                        args.pltm_iterations if system == "pltm" else args.epochs, seed,
+                        m3l_options=VARIANTS[variant] if system == "m3l" else None, align=align,
+                        torch_compile=args.torch_compile and system == "m3l", checkpoint_dir=checkpoints, **m3l_fit)
+    if key in done:  # a source refitted only for its saved model
+        return
+    record = {"key": key, "setting": setting, "system": system, "variant": variant, "seed": seed,
+              "model": result["model"], "metrics": result["metrics"], "seconds": result["seconds"],
+              "software": software(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    append_run(args.ledger, record)
+    done[key] = record
+    first_text = next(v.name for v in views if v.kind == "text")
+    shown = {k: round(v, 3) for k, v in result["metrics"].items()
+             if k.startswith(("mrr_", "uap_", "npmi_", "diversity_", "largest_share_")) and "100" not in k
+             and (k.startswith(f"mrr_{first_text}_") or k.startswith(("uap_", "npmi", "diversity", "largest")))}
+    print(f"{key}: {shown} ({result['seconds']:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def cmd_fit(args) -> int:
     model = build_system("m3l", views, train, args.n_components, args.num_epochs, args.seed, args.batch_size,
                          args.device, lr=args.lr, torch_compile=args.torch_compile, m3l_options=_m3l_options(args))
     model.fit(train, verbose=args.verbose, distributed=args.distributed,
-              checkpoint_dir=args.checkpoint_dir, resume_from=args.resume_from)
+              checkpoint_dir=args.checkpoint_dir, resume_from=args.resume_from, topics_from=args.topics_from)
     if not model.is_main_process:
         return 0
     out = model.save(args.output, preparation=prep)
@@ -252,7 +252,8 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
     parser.add_argument("--topic-epochs", type=int, metavar="EPOCHS",
                         help="M3L-Contrast's topics train for the first EPOCHS epochs only; the inference networks "
                              "train for all of them (default: the topics train every epoch; 50 of 100 keeps the "
-                             "topics' coherence of epoch 50: docs/research/topic-space.md)")
+                             "topics' coherence of epoch 50; 0 with fit's --topics-from: the topics stay that "
+                             "model's: docs/research/topic-space.md)")
     parser.add_argument("--torch-compile", action="store_true", help=_COMPILE_HELP)
 
 
@@ -285,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="data-parallel training; launch with torchrun --nproc_per_node=N (batch size is per rank)")
     fit.add_argument("--checkpoint-dir", default=None, help="write a resumable checkpoint there every epoch")
     fit.add_argument("--resume-from", default=None, help="continue a killed run from its checkpoint")
+    fit.add_argument("--topics-from", default=None, metavar="MODEL_DIR",
+                     help="start from the topic-word weights of this saved model (same topic number and "
+                          "vocabularies: prepared from the same --train); with --topic-epochs 0 they stay fixed "
+                          "and only the inference networks train")
     fit.set_defaults(func=cmd_fit)
 
     ev = sub.add_parser("evaluate", help="train a system and compute every metric on held-out tuples")

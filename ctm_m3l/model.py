@@ -17,7 +17,6 @@ words come from :class:`~ctm_m3l.inference.TopicModelMixin`.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from .defaults import DEFAULT_LOSS_WEIGHTS, PAPER_SETTINGS, resolve_loss_weights
 from .inference import TopicModelMixin
 from .networks import POSTERIOR_NORMS, MultiViewDecoderNetwork
 from .persistence import load_model, model_config, save_model
-from .training import FitLoop, bind, build_network, check_compatible, new_network, setup_distributed
+from .training import FitLoop, bind, build_network, check_fit_data, copy_topics, new_network, setup_distributed
 
 __all__ = ["M3LTM", "DEFAULT_LOSS_WEIGHTS", "PAPER_SETTINGS", "view_seed"]
 
@@ -67,7 +66,8 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         num_epochs: training epochs (paper: 100).
         topic_epochs: epochs in which the topic-word weights train; the inference networks and
             the prior train on for the rest of ``num_epochs`` (``None``, default: every epoch, as
-            the paper).  On Multi30k 50 keeps epoch 50's more coherent topics (docs: "Topic space").
+            the paper; 0: never, they come from ``fit(topics_from=...)``).  On Multi30k 50 keeps
+            epoch 50's more coherent topics (docs: "Topic space").
         reduce_on_plateau: divide the learning rate by 10 when the training loss stalls for
             10 epochs (CTM).
         temperature: InfoNCE temperature tau (paper: 0.07).
@@ -139,7 +139,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         "momentum": [Interval(float, 0, 1, closed="right")],
         "solver": [Options("adam", "sgd")],
         "num_epochs": [Interval(int, 0, None)],
-        "topic_epochs": [NoneValue(), Interval(int, 1, None)],
+        "topic_epochs": [NoneValue(), Interval(int, 0, None)],
         "reduce_on_plateau": [Boolean()],
         "temperature": [Interval(float, 0, None, closed="neither")],
         "similarity": [Options("cosine", "dot")],
@@ -213,6 +213,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         self.nn_epoch = None
         self.validation_data = None
         self.best_components = None
+        self.topics_source: dict[str, Any] | None = None  # set by fit(topics_from=...)
 
     def _validate_params(self, params: dict[str, Any]) -> None:
         validate_params(self._parameter_constraints, params, type(self).__name__)
@@ -231,7 +232,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             delta: float = 0, n_samples: int = 20, do_train_predictions: bool = False,
             progress_bar: bool = True, checkpoint_dir: str | os.PathLike | None = None,
             checkpoint_every: int = 1, resume_from: str | os.PathLike | None = None,
-            distributed: bool = False) -> M3LTM:
+            distributed: bool = False, topics_from: M3LTM | str | os.PathLike | None = None) -> M3LTM:
         """Train on ``train_dataset`` (CTM's ``fit`` signature, plus checkpoints and DDP).
 
         Args:
@@ -255,6 +256,10 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
                 ``batch_size * world_size`` tuples; batch norm and the InfoNCE negatives span
                 all ranks, so the loss and gradients are those of one big batch. Only rank 0
                 prints, checkpoints and saves.
+            topics_from: a fitted M3LTM (or a saved model's folder) whose topic-word weights this
+                fit starts from (same topic number, decoder and vocabularies); with
+                ``topic_epochs=0`` they stay fixed and only the inference networks and the prior
+                train (topics from the paper's settings, networks from the defaults: docs, "Topic space").
 
         Returns:
             self.
@@ -263,22 +268,10 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             self._distributed, self.device = setup_distributed(self.device)
             if self.model is not None:
                 self.model.to(self.device)
+        fresh = self.model is None
         bind(self, train_dataset)
-        if validation_dataset is not None:
-            if not isinstance(validation_dataset, MultiViewDataset):
-                raise TypeError("validation_dataset must be a MultiViewDataset")
-            missing = [v for v in self.views if v not in validation_dataset.view_names]
-            if missing:
-                raise ValueError(f"validation_dataset lacks view(s) {missing}")
-            check_compatible(self, validation_dataset, "validation_dataset")
-            check_int("patience", patience, 1)
-        if len(train_dataset) < 2:
-            raise ValueError("training needs at least 2 tuples (contrastive negatives come from other tuples)")
-        if len(self.views) == 1 and self.weights["prior_kl"] == 0:
-            warnings.warn(f"a one-view M3LTM ({self.views[0]!r}) has no pairwise KL and no InfoNCE, and with "
-                          "loss_weights['prior_kl'] = 0 (the default) nothing regularises its posterior: it "
-                          "trains as an autoencoder. For a one-view topic model pass "
-                          "loss_weights={'prior_kl': 1} (CTM's VAE objective) or use ZeroShotTM", stacklevel=2)
+        check_fit_data(self, train_dataset, validation_dataset, patience)
+        copy_topics(self, topics_from, fresh, resume_from is not None)
         self.model_dir = save_dir
         self.validation_data = validation_dataset
         seed = self.random_state if self.random_state is not None else int(torch.randint(0, 2**62, (1,)).item())

@@ -410,7 +410,8 @@ def model_config(model) -> dict[str, Any]:
 
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "ctm_m3l_version": __version__,
             "settings": model._settings(), "view_kinds": model.view_kinds,
-            "embedding_sizes": model.embedding_sizes, "vocabularies": model.vocabularies, "history": model.history}
+            "embedding_sizes": model.embedding_sizes, "vocabularies": model.vocabularies, "history": model.history,
+            "topics_from": model.topics_source}
 
 
 def save_model(model, models_dir: str | os.PathLike, preparation: Any = None) -> Path:
@@ -511,6 +512,9 @@ def load_model(cls, model_dir: str | os.PathLike, device: Any = None):
         model.vocabularies = {k: _words(v, k) for k, v in
                               _string_map(config["vocabularies"], "vocabularies", object).items()}
         model.history = list(config.get("history", []))
+        model.topics_source = config.get("topics_from")  # the model fit(topics_from=...) took topics from
+        if model.topics_source is not None and not isinstance(model.topics_source, dict):
+            raise ValueError(f"topics_from must be null or an object, got {type(model.topics_source).__name__}")
         if set(model.view_kinds) != set(model.views) or set(model.embedding_sizes) != set(model.views) \
                 or set(model.vocabularies) != set(model.language_views):
             raise ValueError("views, view kinds, sizes and vocabularies disagree")

@@ -33,7 +33,8 @@ def build_system(name: str, views, train, n_components: int, num_epochs: int, se
                  device=None, lr: float = 2e-3, torch_compile: bool = False, m3l_options: dict | None = None,
                  align: str = "auto"):
     """The system ``name`` for these views.  ``m3l_options``: further ``M3LTM`` arguments
-    (``loss_weights``, ``temperature``, ``similarity``, ``pair_kl_on``).
+    (``loss_weights``, ``temperature``, ``similarity``, ``pair_kl_on``..., ``batch_size`` where
+    the ``batch_size`` argument is None).
 
     ``align``, for the systems that compare views in one embedding space (``zeroshot``,
     ``embeddings``): ``"mcse"`` maps every view into one space by MCSE heads fitted on
@@ -48,9 +49,12 @@ def build_system(name: str, views, train, n_components: int, num_epochs: int, se
     sizes_differ = len({train.embeddings[v].shape[1] for v in names}) > 1
     unaligned = align == "mcse" or (align == "auto" and sizes_differ)
     if name == "m3l":
-        return M3LTM(views=names, n_components=n_components, num_epochs=num_epochs, lr=lr,
-                     batch_size=batch_size or DEFAULT_BATCH_SIZES["m3l"], device=device, random_state=seed,
-                     torch_compile=torch_compile, **(m3l_options or {}))
+        options = dict(m3l_options or {})
+        if batch_size is not None and options.get("batch_size", batch_size) != batch_size:
+            raise ValueError(f"batch_size {batch_size} and m3l_options' batch_size {options['batch_size']} disagree")
+        options.setdefault("batch_size", batch_size or DEFAULT_BATCH_SIZES["m3l"])
+        return M3LTM(views=names, n_components=n_components, num_epochs=num_epochs, lr=lr, device=device,
+                     random_state=seed, torch_compile=torch_compile, **options)
     if name == "zeroshot":
         aligner = MCSEAligner(names, random_state=seed) if unaligned else None
         return ZeroShotBaseline(texts[0], names, aligner=aligner, n_components=n_components, lr=lr,

@@ -46,7 +46,7 @@ def _words_only(todo, combo) -> bool:
 def run_system(name, views, train, test, n_components, num_epochs, seed, batch_size=None, device=None,
                lr: float = 2e-3, progress_bar: bool = False, m3l_options: dict | None = None,
                torch_compile: bool = False, align: str = "auto", checkpoint_dir: str | Path | None = None,
-               log=print) -> dict:
+               log=print, topics_from: Any = None, save_to: str | Path | None = None) -> dict:
     """Build system ``name`` (see ``baselines.registry.build_system``, also for ``align``), fit it on ``train``,
     evaluate on ``test``: ``{"model", "metrics", "seconds"}``.  ``torch_compile``: M3L-Contrast
     trains with ``M3LTM(torch_compile=True)`` (the baselines train as CTM does).
@@ -56,7 +56,11 @@ def run_system(name, views, train, test, n_components, num_epochs, seed, batch_s
     the weights of an uninterrupted fit.  A checkpoint that cannot be continued (other settings,
     an older network layout) is set aside and the fit starts over.  A continued run adds
     ``"resumed_from_epoch"``, and its ``seconds`` include the earlier epochs' training time.
+    ``topics_from`` and ``save_to`` (M3L-Contrast only): ``fit(topics_from=...)``, and the fitted
+    model saved to that folder before it is evaluated.
     """
+    if name != "m3l" and (topics_from is not None or save_to is not None):
+        raise ValueError(f"topics_from and save_to are M3L-Contrast's; {name} has neither")
     def build():
         return build_system(name, views, train, n_components, num_epochs, seed, batch_size, device, lr=lr,
                             torch_compile=torch_compile, m3l_options=m3l_options, align=align)
@@ -69,21 +73,24 @@ def run_system(name, views, train, test, n_components, num_epochs, seed, batch_s
         resume = checkpoint if checkpoint.is_file() else None
         resumed_at = checkpoint_epoch(checkpoint) if resume is not None else 0
         try:
-            system.fit(train, progress_bar=progress_bar, checkpoint_dir=checkpoint_dir, resume_from=resume)
+            system.fit(train, progress_bar=progress_bar, checkpoint_dir=checkpoint_dir, resume_from=resume,
+                       topics_from=topics_from)
         except CheckpointMismatchError as error:
             if resume is None:
                 raise
             log(f"{error}; starting this run over")
             os.replace(checkpoint, checkpoint.with_name(checkpoint.name + ".unusable"))
             resume, system = None, build()
-            system.fit(train, progress_bar=progress_bar, checkpoint_dir=checkpoint_dir)
+            system.fit(train, progress_bar=progress_bar, checkpoint_dir=checkpoint_dir, topics_from=topics_from)
         if resume is not None:
             extra = {"resumed_from_epoch": resumed_at,
                      "earlier_seconds": sum(r["seconds"] for r in system.history[:resumed_at])}
     elif name == "m3l":
-        system.fit(train, progress_bar=progress_bar)
+        system.fit(train, progress_bar=progress_bar, topics_from=topics_from)
     else:
         system.fit(train)
+    if save_to is not None:
+        system.save(save_to)
     seconds = time.perf_counter() - start + extra.pop("earlier_seconds", 0.0)
     return {"model": system.name, "metrics": evaluate(system, train, test, seed=seed), "seconds": seconds, **extra}
 

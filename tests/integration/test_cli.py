@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from helpers import needs_cpp
 
 from ctm_m3l import M3LTM
@@ -83,10 +84,18 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
     assert model.hidden_sizes == (8, 6) and [w.shape[1:] for w in model.model.hidden_weight] == [(6, 8)]
     assert main(common + ["--topic-epochs", "1"]) == 0
     assert M3LTM.load(tmp_path / "model").topic_epochs == 1
+    # Topics fixed from that model: only the inference networks train.
+    assert main(common + ["--topic-epochs", "0", "--topics-from", str(tmp_path / "model"),
+                          "--output", str(tmp_path / "fixed")]) == 0
+    source, fixed = M3LTM.load(tmp_path / "model"), M3LTM.load(tmp_path / "fixed")
+    assert torch.equal(fixed.model.topic_words, source.model.topic_words) and fixed.topic_epochs == 0
+    assert fixed.topics_source["settings"]["topic_epochs"] == 1
     capsys.readouterr()
     assert main(common + ["--hidden-sizes", "0"]) == 2
     assert "hidden_sizes" in capsys.readouterr().err
     assert main(common + ["--topic-epochs", "0"]) == 2
+    assert "give fit topics_from=" in capsys.readouterr().err
+    assert main(common + ["--topic-epochs", "-1"]) == 2
     assert "topic_epochs" in capsys.readouterr().err
     assert main(common + ["--loss-weights", "pair_kl"]) == 2
     assert "KEY=NUMBER" in capsys.readouterr().err
