@@ -85,3 +85,21 @@ def test_topics_from_refuses_what_does_not_fit(tmp_path, data, source):
     with pytest.raises(ValueError, match=r"source\), language 'de': its vocabulary \(40 words\) is not this "
                                          r"dataset's \(20 words"):
         M3LTM(**SETTINGS).fit(other, progress_bar=False, topics_from=folder)
+
+
+def test_the_experiment_runner_passes_topics_from_and_saves_the_model(tmp_path, data, source):
+    from ctm_m3l.baselines.registry import build_system
+    from ctm_m3l.experiments import run_system
+
+    prep, train, test = data
+    result = run_system("m3l", prep.views, train, test, 5, 2, 0, m3l_options={"topic_epochs": 0, "batch_size": 64},
+                        topics_from=source, save_to=tmp_path / "model")
+    saved = M3LTM.load(tmp_path / "model")
+    assert torch.equal(saved.model.topic_words, source.model.topic_words) and saved.batch_size == 64
+    assert result["metrics"]["npmi_de"] == pytest.approx(
+        run_system("m3l", prep.views, train, test, 5, 2, 1, m3l_options={"topic_epochs": 0},
+                   topics_from=source)["metrics"]["npmi_de"])  # the source's topics, whatever the networks
+    with pytest.raises(ValueError, match="batch_size 32 and m3l_options' batch_size 64 disagree"):
+        build_system("m3l", prep.views, train, 5, 1, 0, 32, m3l_options={"batch_size": 64})
+    with pytest.raises(ValueError, match="topics_from and save_to are M3L-Contrast's; pltm has neither"):
+        run_system("pltm", prep.views, train, test, 5, 2, 0, topics_from=source)
