@@ -186,6 +186,8 @@ def restore_checkpoint(estimator, path: str | os.PathLike, generator: torch.Gene
     if estimator.device.type == "cuda" and "rng.cuda" in tensors:
         torch.cuda.set_rng_state(tensors["rng.cuda"], estimator.device)
     estimator.history = list(config["history"])
+    if config.get("topics_from") is not None:  # the run's topics came from fit(topics_from=...)
+        estimator.topics_source = config["topics_from"]
     stopping.best_state = {k[5:]: v.to(estimator.device) for k, v in tensors.items() if k.startswith("best.")} or None
     stopping.best_val, stopping.stale = float(json.loads(metadata["best_val"])), int(metadata["stale"])
     return epoch

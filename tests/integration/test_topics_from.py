@@ -61,6 +61,7 @@ def test_fixed_topics_resume_to_the_uninterrupted_weights(tmp_path, data, source
                                                               checkpoint_dir=tmp_path)
     resumed = M3LTM(**SETTINGS, topic_epochs=0).fit(data[1], progress_bar=False, resume_from=tmp_path)
     assert all(torch.equal(a, b) for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()))
+    assert resumed.topics_source == whole.topics_source is not None  # the checkpoint says where they came from
 
 
 def test_topics_from_refuses_what_does_not_fit(tmp_path, data, source):
