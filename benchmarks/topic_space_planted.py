@@ -21,7 +21,7 @@ import torch
 from topic_space_multi30k import VARIANTS as MULTI30K_VARIANTS  # the scripts' folder is on sys.path
 from topic_space_multi30k import variant
 
-from ctm_m3l import M3LTM
+from ctm_m3l import M3LTM, PAPER_SETTINGS
 from ctm_m3l.data.synthetic import main_planted_topic as block
 from ctm_m3l.data.synthetic import planted_datasets
 from ctm_m3l.evaluation import mrr
@@ -53,11 +53,18 @@ def aligned_share(model) -> float:
     return float(np.mean([block(a) == block(b) for a, b in zip(en, de)]))
 
 
-def measure(options: dict, seed: int, train, test, batch_size: int = 64, epochs: int = 60) -> dict:
+def measure(options: dict, seed: int, train, test, batch_size: int = 64, epochs: int = 60,
+            topics_from: dict | None = None) -> dict:
+    """``topics_from``: the options of a first fit (same seed, size and epochs) whose topics this
+    one keeps fixed (``fit(topics_from=...)``, ``topic_epochs=0``); its time is counted."""
     model = M3LTM(views=VIEWS, n_components=TOPICS, num_epochs=epochs, batch_size=batch_size, random_state=seed,
-                  **options)
+                  **options, **({"topic_epochs": 0} if topics_from is not None else {}))
     start = time.perf_counter()
-    model.fit(train, progress_bar=False)
+    source = None
+    if topics_from is not None:
+        source = M3LTM(views=VIEWS, n_components=TOPICS, num_epochs=epochs, batch_size=batch_size,
+                       random_state=seed, **topics_from).fit(train, progress_bar=False)
+    model.fit(train, progress_bar=False, topics_from=source)
     seconds = time.perf_counter() - start
     theta = {v: model.get_thetas(test, view=v, seed=seed) for v in VIEWS}
     pairs = {f"{a}>{b}": mrr(theta[a], theta[b]) for a, b in itertools.permutations(VIEWS, 2)}
@@ -71,13 +78,16 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--batch-size", type=int, default=64, help="M3LTM's default: 32")
     parser.add_argument("--epochs", type=int, default=60, help="M3LTM's default: 100")
+    parser.add_argument("--topics-from-paper", action="store_true",
+                        help="each variant's networks train against the fixed topics of a fit with PAPER_SETTINGS")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     train, test = planted_data()
     print(f"chance MRR {np.mean(1.0 / np.arange(1, len(test) + 1)):.3f}", flush=True)
     for name in args.variants:
         for seed in args.seeds:
-            r = measure(VARIANTS[name], seed, train, test, args.batch_size, args.epochs)
+            r = measure(VARIANTS[name], seed, train, test, args.batch_size, args.epochs,
+                        topics_from=PAPER_SETTINGS if args.topics_from_paper else None)
             pairs = " ".join(f"{k} {v:.2f}" for k, v in r.items() if ">" in k)
             print(f"{name:30s} seed {seed}: MRR {pairs} | min {r['min']:.3f} | aligned {r['aligned']:.0%} | "
                   f"largest share {r['peak']:.3f} | {r['seconds']:.0f} s", flush=True)
