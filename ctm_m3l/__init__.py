@@ -2,7 +2,7 @@
 
 from ._version import __version__
 from .data import M3LDataPreparation, MultiViewDataset, load_multi30k, read_rows
-from .model import DEFAULT_LOSS_WEIGHTS, M3LTM, PAPER_SETTINGS
+from .model import DEFAULT_LOSS_WEIGHTS, M3LTM, PAPER_SETTINGS, PAPER_TOPIC_FIT
 from .persistence import CheckpointMismatchError, ModelFolderError
 from .views import ImageView, TextView
 
@@ -16,6 +16,7 @@ __all__ = [
     "load_multi30k",
     "DEFAULT_LOSS_WEIGHTS",
     "PAPER_SETTINGS",
+    "PAPER_TOPIC_FIT",
     "CheckpointMismatchError",
     "ModelFolderError",
     "__version__",

@@ -18,7 +18,7 @@ from numbers import Integral, Real
 from typing import Any
 
 __all__ = ["InvalidParameterError", "NotFittedError", "Interval", "Options", "Boolean", "NoneValue", "Names",
-           "Strings", "Satisfies", "PositiveInts", "WeightMap", "InstanceOf", "validate_params", "check_int",
+           "Strings", "Satisfies", "PositiveInts", "WeightMap", "SettingsMap", "InstanceOf", "validate_params", "check_int",
            "check_is_fitted", "check_views"]
 
 
@@ -230,6 +230,38 @@ class WeightMap(_Constraint):
 
     def __str__(self) -> str:
         return f"a dict from some of {list(self.keys)} to finite numbers >= 0"
+
+
+class SettingsMap(_Constraint):
+    """A mapping of some of an estimator's settings to values each of ``constraints`` allows;
+    the names in ``fixed`` may not be set (they are the estimator's own)."""
+
+    def __init__(self, constraints: Mapping[str, list], fixed: Sequence[str], what: str) -> None:
+        self.constraints, self.fixed, self.what = constraints, tuple(fixed), what
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return isinstance(value, Mapping) and self.problem(value) is None
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, Mapping):
+            return None
+        fixed = sorted((k for k in value if k in self.fixed), key=str)
+        if fixed:
+            return f"may not set {fixed}: {self.what} takes them from this model"
+        unknown = sorted((k for k in value if k not in self.constraints), key=str)
+        if unknown:
+            return f"has unknown setting(s) {unknown}; known: {sorted(set(self.constraints) - set(self.fixed))}"
+        try:
+            validate_params({k: self.constraints[k] for k in value}, value, None)
+        except InvalidParameterError as err:
+            return f"({self.what}'s settings): {err}"
+        return None
+
+    def invalid_example(self) -> Any:
+        return {self.fixed[0]: None} if self.fixed else {"": None}
+
+    def __str__(self) -> str:
+        return f"a dict of {self.what}'s settings"
 
 
 def validate_params(constraints: Mapping[str, list], params: Mapping[str, Any], owner: str | None) -> None:

@@ -50,7 +50,7 @@ def _m3l_options(args) -> dict:
     """The M3LTM settings given on the command line (``--loss-weights KEY=VALUE...``,
     ``--temperature``, ``--similarity``, ``--pair-kl-on``, ``--posterior-norm``,
     ``--image-posterior-norm``, ``--contrastive-reduction``, ``--inference-input``,
-    ``--hidden-sizes``, ``--topic-epochs``), validated by M3LTM itself; the others keep M3LTM's
+    ``--hidden-sizes``, ``--topic-epochs``, ``--topic-fit``), validated by M3LTM itself; the others keep M3LTM's
     defaults."""
     options = {}
     if args.loss_weights:
@@ -62,7 +62,7 @@ def _m3l_options(args) -> dict:
             except ValueError:
                 raise ValueError(f"--loss-weights takes KEY=NUMBER (e.g. pair_kl=0.1), got {pair!r}") from None
     for name in ("temperature", "similarity", "pair_kl_on", "posterior_norm", "image_posterior_norm",
-                 "contrastive_reduction", "inference_input", "topic_epochs"):
+                 "contrastive_reduction", "inference_input", "topic_epochs", "topic_fit"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if args.hidden_sizes is not None:
@@ -98,9 +98,9 @@ def cmd_evaluate(args) -> int:
     m3l_options = _m3l_options(args)
     if args.model != "m3l" and m3l_options:
         raise ValueError(f"--loss-weights, --temperature, --similarity, --pair-kl-on, --posterior-norm, "
-                         f"--image-posterior-norm, --contrastive-reduction, --inference-input, --hidden-sizes and "
-                         f"--topic-epochs set M3L-Contrast's loss, networks and training; --model {args.model} has "
-                         "none of them")
+                         f"--image-posterior-norm, --contrastive-reduction, --inference-input, --hidden-sizes, "
+                         f"--topic-epochs and --topic-fit set M3L-Contrast's loss, networks and training; "
+                         f"--model {args.model} has none of them")
     if args.model != "m3l" and args.torch_compile:
         raise ValueError(f"--torch-compile compiles M3L-Contrast's training step; --model {args.model} does not "
                          "train with it")
@@ -254,7 +254,23 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
                              "train for all of them (default: the topics train every epoch; 50 of 100 keeps the "
                              "topics' coherence of epoch 50; 0 with fit's --topics-from: the topics stay that "
                              "model's: docs/research/topic-space.md)")
+    parser.add_argument("--topic-fit", type=_topic_fit, metavar="paper|JSON",
+                        help="M3L-Contrast trains its topics in a first fit with other settings ('paper': the "
+                             "paper's at batch 64; or a JSON object of M3LTM settings), then its inference networks "
+                             "against them, kept fixed (default: both together): docs/research/topic-space.md")
     parser.add_argument("--torch-compile", action="store_true", help=_COMPILE_HELP)
+
+
+def _topic_fit(value: str):
+    """``--topic-fit``: a name M3LTM accepts (``paper``) or a JSON object of settings."""
+    if value.lstrip().startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"not a JSON object of M3LTM settings ({err})") from None
+    if value not in _m3l_choices("topic_fit"):
+        raise argparse.ArgumentTypeError(f"{value!r}: give one of {list(_m3l_choices('topic_fit'))} or a JSON object")
+    return value
 
 
 def _m3l_choices(parameter: str) -> tuple[str, ...]:

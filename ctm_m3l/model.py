@@ -33,19 +33,21 @@ from ._validation import (
     NoneValue,
     Options,
     PositiveInts,
+    SettingsMap,
     WeightMap,
     check_int,
     validate_params,
 )
 from .baselines.base import Baseline
 from .data import MultiViewDataset
-from .defaults import DEFAULT_LOSS_WEIGHTS, PAPER_SETTINGS, resolve_loss_weights
+from .defaults import DEFAULT_LOSS_WEIGHTS, PAPER_SETTINGS, PAPER_TOPIC_FIT, resolve_loss_weights
 from .inference import TopicModelMixin
 from .networks import POSTERIOR_NORMS, MultiViewDecoderNetwork
-from .persistence import load_model, model_config, save_model
+from .persistence import load_model, model_config, model_settings, save_model
 from .training import FitLoop, bind, build_network, check_fit_data, copy_topics, new_network, setup_distributed
+from .training.topic_fit import TOPIC_FIT_FIXED, check_topic_fit, normalise_topic_fit, run_topic_fit
 
-__all__ = ["M3LTM", "DEFAULT_LOSS_WEIGHTS", "PAPER_SETTINGS", "view_seed"]
+__all__ = ["M3LTM", "DEFAULT_LOSS_WEIGHTS", "PAPER_SETTINGS", "PAPER_TOPIC_FIT", "view_seed"]
 
 class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
     """Multilingual and multimodal contrastive topic model.
@@ -68,6 +70,13 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             the prior train on for the rest of ``num_epochs`` (``None``, default: every epoch, as
             the paper; 0: never, they come from ``fit(topics_from=...)``).  On Multi30k 50 keeps
             epoch 50's more coherent topics (docs: "Topic space").
+        topic_fit: a first fit, run by ``fit``, that trains the topic-word weights, which this
+            model then keeps fixed while its inference networks and prior train (None, default:
+            all train together, as the paper).  ``"paper"``: :data:`PAPER_TOPIC_FIT` (on Multi30k
+            the paper settings' coherence at the defaults' retrieval: docs, "Topic space"), or a
+            dict of its settings over M3LTM's defaults (``views``, ``n_components``,
+            ``model_type``, ``random_state``, the device and, unless given, ``num_epochs`` are
+            this model's).  It checkpoints under ``checkpoint_dir/topic-fit``.
         reduce_on_plateau: divide the learning rate by 10 when the training loss stalls for
             10 epochs (CTM).
         temperature: InfoNCE temperature tau (paper: 0.07).
@@ -153,6 +162,8 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         "contrastive_reduction": [Options("mean", "sum")],
         "inference_input": [Options("contextual", "combined")],
     }
+    _parameter_constraints["topic_fit"] = [NoneValue(), Options("paper"),
+                                           SettingsMap(_parameter_constraints, TOPIC_FIT_FIXED, "topic_fit")]
 
     def __init__(self, views: Sequence[str], n_components: int = 100, model_type: str = "prodLDA",
                  hidden_sizes: Sequence[int] = (100,), activation: str = "softplus",
@@ -163,7 +174,8 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
                  pair_kl_on: str = "theta", device: Any = None, random_state: int | None = None,
                  num_data_loader_workers: int = 0, torch_compile: bool = False, posterior_norm: str = "ctm-shifted",
                  contrastive_reduction: str = "sum", inference_input: str = "combined",
-                 image_posterior_norm: str | None = "ctm-shifted", topic_epochs: int | None = None) -> None:
+                 image_posterior_norm: str | None = "ctm-shifted", topic_epochs: int | None = None,
+                 topic_fit: str | Mapping[str, Any] | None = None) -> None:
         # CTM's constructor builds a one-view network and its optimizer from sizes given up
         # front; this model learns its sizes from the dataset in ``fit``, so it sets CTM's
         # attributes itself instead of calling ``super().__init__``.  Settings are checked
@@ -182,6 +194,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         self.solver = solver
         self.num_epochs = num_epochs
         self.topic_epochs = topic_epochs
+        self.topic_fit = normalise_topic_fit(topic_fit)
         self.reduce_on_plateau = reduce_on_plateau
         self.temperature = float(temperature)
         self.similarity = similarity
@@ -220,6 +233,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         weights = resolve_loss_weights(params["loss_weights"])
         if not any(weights.values()):
             raise InvalidParameterError(f"M3LTM: loss_weights are all 0 ({weights}): nothing would be trained")
+        check_topic_fit(params["topic_fit"], params["topic_epochs"])
 
     @property
     def is_main_process(self) -> bool:
@@ -269,9 +283,13 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
             if self.model is not None:
                 self.model.to(self.device)
         fresh = self.model is None
+        source, resume_from = run_topic_fit(self, train_dataset, validation_dataset, topics_from, fresh, resume_from,
+                                            checkpoint_dir, patience=patience, delta=delta, verbose=verbose,
+                                            progress_bar=progress_bar, checkpoint_every=checkpoint_every,
+                                            distributed=distributed)
         bind(self, train_dataset)
         check_fit_data(self, train_dataset, validation_dataset, patience)
-        copy_topics(self, topics_from, fresh, resume_from is not None)
+        copy_topics(self, source or topics_from, fresh, resume_from is not None)
         self.model_dir = save_dir
         self.validation_data = validation_dataset
         seed = self.random_state if self.random_state is not None else int(torch.randint(0, 2**62, (1,)).item())
@@ -299,18 +317,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
 
     def _settings(self) -> dict[str, Any]:
         """The constructor arguments as saved (``config.json``'s ``settings``)."""
-        return {
-            "views": self.views, "n_components": self.n_components, "model_type": self.model_type,
-            "hidden_sizes": list(self.hidden_sizes), "activation": self.activation,
-            "dropout": self.dropout, "learn_priors": self.learn_priors, "batch_size": self.batch_size,
-            "lr": self.lr, "momentum": self.momentum, "solver": self.solver,
-            "num_epochs": self.num_epochs, "reduce_on_plateau": self.reduce_on_plateau,
-            "temperature": self.temperature, "similarity": self.similarity,
-            "pair_kl_on": self.pair_kl_on, "loss_weights": self.weights, "random_state": self.random_state,
-            "torch_compile": self.torch_compile, "posterior_norm": self.posterior_norm,
-            "image_posterior_norm": self.image_posterior_norm,
-            "contrastive_reduction": self.contrastive_reduction, "inference_input": self.inference_input,
-            "topic_epochs": self.topic_epochs}
+        return model_settings(self)
 
     def _config(self) -> dict[str, Any]:
         return model_config(self)

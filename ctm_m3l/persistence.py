@@ -32,6 +32,7 @@ import torch
 
 __all__ = ["CheckpointMismatchError", "ModelFolderError", "commit_folder", "read_json", "verify_folder",
            "dataset_digest", "tensor_digest", "check_finite", "save_model", "load_model", "saved_settings",
+           "model_settings",
            "FORMAT_VERSION"]
 
 CONFIG, WEIGHTS, PREPARATION, MANIFEST = "config.json", "model.safetensors", "preparation.json", "manifest.json"
@@ -41,7 +42,8 @@ FORMAT, FORMAT_VERSION = "ctm-m3l-model", 2
 #: Settings added after a format version was first written, with the values that saved
 #: models and checkpoints lacking them were trained with (their network layout).
 SETTINGS_ADDED = {"pair_kl_on": "posterior", "posterior_norm": "ctm", "contrastive_reduction": "mean",
-                  "inference_input": "contextual", "image_posterior_norm": None, "topic_epochs": None}
+                  "inference_input": "contextual", "image_posterior_norm": None, "topic_epochs": None,
+                  "topic_fit": None}
 _MANIFEST_FORMAT = "ctm-m3l-folder"
 _MANIFEST_VERSION = 1
 # The largest JSON file a model folder may hold (vocabularies of a few hundred thousand words
@@ -402,6 +404,22 @@ def saved_settings(config: dict) -> dict:
         # Written before "image_prior_kl" existed: "prior_kl" weighed every view.
         settings["loss_weights"] = resolve_loss_weights(settings["loss_weights"])
     return settings
+
+
+def model_settings(model) -> dict[str, Any]:
+    """An M3LTM's constructor arguments as saved (``config.json``'s ``settings``)."""
+    return {
+        "views": model.views, "n_components": model.n_components, "model_type": model.model_type,
+        "hidden_sizes": list(model.hidden_sizes), "activation": model.activation,
+        "dropout": model.dropout, "learn_priors": model.learn_priors, "batch_size": model.batch_size,
+        "lr": model.lr, "momentum": model.momentum, "solver": model.solver,
+        "num_epochs": model.num_epochs, "reduce_on_plateau": model.reduce_on_plateau,
+        "temperature": model.temperature, "similarity": model.similarity,
+        "pair_kl_on": model.pair_kl_on, "loss_weights": model.weights, "random_state": model.random_state,
+        "torch_compile": model.torch_compile, "posterior_norm": model.posterior_norm,
+        "image_posterior_norm": model.image_posterior_norm,
+        "contrastive_reduction": model.contrastive_reduction, "inference_input": model.inference_input,
+        "topic_epochs": model.topic_epochs, "topic_fit": model.topic_fit}
 
 
 def model_config(model) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 that says everything its result depends on."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from ..baselines.registry import DEFAULT_BATCH_SIZES
@@ -37,8 +38,8 @@ class ReproduceConfig:
 
 
 def m3l_loss_label(options: dict | None = None, images: bool = True) -> str:
-    """M3L-Contrast's loss and networks as ``M3LTM(**options)`` trains them (and ``topic_epochs``,
-    when the topics train for fewer epochs than the networks), in a few characters
+    """M3L-Contrast's loss and networks as ``M3LTM(**options)`` trains them (and ``topic_epochs``
+    or ``topic_fit``, when the topics train for fewer epochs or in a first fit), in a few characters
     (part of a run's key: results of another loss, e.g. an earlier default, never stand in for
     these).  The network settings added later are named only where they differ from the layout
     every run before them had, so those runs keep their keys.  ``images=False``: for runs
@@ -54,9 +55,10 @@ def m3l_loss_label(options: dict | None = None, images: bool = True) -> str:
     if images and w["image_prior_kl"] != w["prior_kl"]:
         label += f"+image_prior{w['image_prior_kl']:g}"
     names = ("posterior_norm", "contrastive_reduction", "inference_input") + (("image_posterior_norm",) * images)
-    for name in names + ("topic_epochs",):
-        if getattr(model, name) != SETTINGS_ADDED[name]:
-            label += f"+{name}={getattr(model, name)}"
+    for name in names + ("topic_epochs", "topic_fit"):
+        value = getattr(model, name)
+        if value != SETTINGS_ADDED[name]:
+            label += f"+{name}={value if not isinstance(value, dict) else json.dumps(value, sort_keys=True)}"
     return label
 
 

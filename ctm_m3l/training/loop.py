@@ -18,6 +18,7 @@ from .checkpoint import EarlyStopping, restore_checkpoint, write_checkpoint
 from .compile import compile_objective
 from .distributed import Distributed, gather_batch
 from .objective import TERMS, Objective
+from .topic_fit import fixed_topics_after
 
 __all__ = ["FitLoop"]
 
@@ -116,8 +117,8 @@ class FitLoop:
         totals = torch.zeros(len(keys), device=e.device)  # summed on the device: no sync per step
         batches = batch_indices(data.n, e.batch_size, self.world, generator, shuffle=train)
         # Past topic_epochs the topics stay fixed; e.nn_epoch counts from 0, also on resuming.
-        topics_fixed = train and e.topic_epochs is not None and e.nn_epoch is not None \
-            and e.nn_epoch >= e.topic_epochs
+        fixed_after = fixed_topics_after(e)
+        topics_fixed = train and fixed_after is not None and e.nn_epoch is not None and e.nn_epoch >= fixed_after
         with torch.set_grad_enabled(train):
             for batch_host in batches:
                 terms = self.batch_terms(data, batch_host)

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from helpers import needs_cpp
 
@@ -90,7 +91,20 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
     source, fixed = M3LTM.load(tmp_path / "model"), M3LTM.load(tmp_path / "fixed")
     assert torch.equal(fixed.model.topic_words, source.model.topic_words) and fixed.topic_epochs == 0
     assert fixed.topics_source["settings"]["topic_epochs"] == 1
+    # Topics from a first fit in the same call: the paper's settings, or a JSON object of settings.
+    assert main(common + ["--topic-fit", "paper", "--output", str(tmp_path / "paired")]) == 0
+    paired = M3LTM.load(tmp_path / "paired")
+    assert paired.topic_fit == "paper" and paired.topics_source["settings"]["posterior_norm"] == "ctm"
+    assert main(common + ["--topic-fit", '{"batch_size": 8, "dropout": 0.1}', "--output", str(tmp_path / "paired")]) == 0
+    assert M3LTM.load(tmp_path / "paired").topics_source["settings"]["batch_size"] == 8
     capsys.readouterr()
+    with pytest.raises(SystemExit, match="2"):  # argparse's usage error
+        main(common + ["--topic-fit", "papers"])
+    assert "'papers': give one of ['paper'] or a JSON object" in capsys.readouterr().err
+    assert main(common + ["--topic-fit", '{"n_components": 3}']) == 2
+    assert "topic_fit may not set ['n_components']" in capsys.readouterr().err
+    assert main(common + ["--topic-fit", "paper", "--topic-epochs", "2"]) == 2
+    assert "topic_epochs=2 cannot train them" in capsys.readouterr().err
     assert main(common + ["--hidden-sizes", "0"]) == 2
     assert "hidden_sizes" in capsys.readouterr().err
     assert main(common + ["--topic-epochs", "0"]) == 2

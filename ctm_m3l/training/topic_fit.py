@@ -1,0 +1,91 @@
+"""``M3LTM(topic_fit=...)``: a first fit trains the topic-word weights; the model's own fit then
+keeps them fixed and trains its inference networks (and prior) against them.
+
+On Multi30k the topics are most coherent under the paper's settings and the networks retrieve
+best under the defaults (docs, "Topic space": "Topics from one fit, networks from another");
+``topic_fit`` runs both in one ``fit``, as ``fit(topics_from=...)`` with ``topic_epochs=0`` does
+with a model fitted by hand.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from ..defaults import PAPER_TOPIC_FIT
+from .checkpoint import CHECKPOINT_FILE
+
+__all__ = ["TOPIC_FIT_DIR", "TOPIC_FIT_FIXED", "topic_fit_settings", "check_topic_fit", "fixed_topics_after",
+           "normalise_topic_fit", "run_topic_fit"]
+
+#: Where, under ``fit``'s ``checkpoint_dir``, the first fit writes its checkpoints.
+TOPIC_FIT_DIR = "topic-fit"
+#: Settings the first fit takes from the model, which ``topic_fit`` may not set: its topics must
+#: fit this model's decoder and data, and it trains with the same seed and device.
+TOPIC_FIT_FIXED = ("views", "n_components", "model_type", "random_state", "device", "torch_compile",
+                   "num_data_loader_workers", "topic_fit", "topic_epochs")
+
+
+def normalise_topic_fit(value):
+    """``topic_fit`` as it is kept and saved: ``None``, ``"paper"`` or a plain JSON dict (tuples
+    become lists), so a saved or checkpointed model compares equal to the one that wrote it."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.loads(json.dumps(dict(value)))
+
+
+def topic_fit_settings(estimator) -> dict | None:
+    """The constructor arguments of ``estimator``'s first fit, or None without ``topic_fit``:
+    M3LTM's defaults, then ``topic_fit``'s settings (``"paper"``: :data:`PAPER_TOPIC_FIT`), with
+    :data:`TOPIC_FIT_FIXED`'s and ``num_epochs`` (unless ``topic_fit`` sets it) from ``estimator``."""
+    if estimator.topic_fit is None:
+        return None
+    given = PAPER_TOPIC_FIT if estimator.topic_fit == "paper" else estimator.topic_fit
+    inherited = {name: getattr(estimator, name) for name in TOPIC_FIT_FIXED[:-2] + ("num_epochs",)}
+    return {**inherited, **copy.deepcopy(given)}
+
+
+def check_topic_fit(topic_fit, topic_epochs) -> None:
+    """``topic_fit`` keeps the first fit's topics fixed: ``topic_epochs`` must be None or 0."""
+    from .._validation import InvalidParameterError
+
+    if topic_fit is not None and topic_epochs not in (None, 0):
+        raise InvalidParameterError(f"M3LTM: topic_fit keeps the first fit's topics fixed, so topic_epochs={topic_epochs} "
+                                    "cannot train them; for topics that start from another fit and train on, use "
+                                    "fit(topics_from=...)")
+
+
+def fixed_topics_after(estimator) -> int | None:
+    """The epoch from which the topic-word weights stay fixed (None: never): 0 with ``topic_fit``."""
+    return 0 if estimator.topic_fit is not None else estimator.topic_epochs
+
+
+def run_topic_fit(estimator, train, validation, topics_from, fresh: bool, resume_from, checkpoint_dir,
+                  **fit_options):
+    """The first fit of ``estimator.topic_fit`` (None without one), and the ``resume_from`` left
+    for the model's own fit.
+
+    It runs when the model has no network yet and ``resume_from`` holds no checkpoint of the
+    model's own fit; with ``checkpoint_dir`` it checkpoints under ``checkpoint_dir/topic-fit``,
+    and a ``resume_from`` folder without the model's checkpoint but with that one resumes it
+    (a run killed in its first fit), then the model's own fit starts afresh."""
+    if estimator.topic_fit is None:
+        return None, resume_from
+    if topics_from is not None:
+        raise ValueError("this M3LTM has topic_fit set, whose first fit gives it its topics; fit's topics_from "
+                         "would give them too: pass one of the two")
+    first_resume = None
+    if resume_from is not None:
+        own = Path(resume_from)
+        if own.is_file() or (own / CHECKPOINT_FILE).exists():
+            return None, resume_from  # the model's own fit was under way: its checkpoint holds the topics
+        if not (own / TOPIC_FIT_DIR / CHECKPOINT_FILE).exists():
+            raise FileNotFoundError(f"resume_from: {own} holds neither a checkpoint ({CHECKPOINT_FILE}) nor the "
+                                    f"first fit's ({TOPIC_FIT_DIR}/{CHECKPOINT_FILE})")
+        first_resume = own / TOPIC_FIT_DIR
+    elif not fresh:
+        return None, None  # fitted before: its topics are the first fit's already
+    source = type(estimator)(**topic_fit_settings(estimator))
+    source.fit(train, validation, checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / TOPIC_FIT_DIR,
+               resume_from=first_resume, **fit_options)
+    return source, None
