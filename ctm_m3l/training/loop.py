@@ -119,19 +119,17 @@ class FitLoop:
         # Past topic_epochs the topics stay fixed; e.nn_epoch counts from 0, also on resuming.
         fixed_after = fixed_topics_after(e)
         topics_fixed = train and fixed_after is not None and e.nn_epoch is not None and e.nn_epoch >= fixed_after
+        # Fixed topics need no gradient: single-process, backward skips theirs (DDP expects a
+        # gradient for every parameter it was built with, so there it is computed and dropped).
+        skip_topic_gradient = topics_fixed and not self.distributed
+        if skip_topic_gradient:
+            e.model.topic_words.requires_grad_(False)
         with torch.set_grad_enabled(train):
-            for batch_host in batches:
-                terms = self.batch_terms(data, batch_host)
-                if train:
-                    if not terms["loss"].requires_grad:
-                        raise ValueError(f"the loss of this {len(e.views)}-view model has no term with a weight "
-                                         f"above 0 (loss_weights {e.weights}): nothing to train")
-                    e.optimizer.zero_grad(set_to_none=True)
-                    terms["loss"].backward()
-                    if topics_fixed:  # no gradient, so the optimizer leaves them as they are
-                        e.model.topic_words.grad = None
-                    e.optimizer.step()
-                totals += torch.stack([terms[key].detach() for key in keys])
+            try:
+                self._run_batches(data, batches, totals, keys, topics_fixed)
+            finally:
+                if skip_topic_gradient:
+                    e.model.topic_words.requires_grad_(True)
         if self.distributed:
             totals = self.distributed.reduce_totals(totals)
         values = dict(zip(keys, totals.tolist()))  # one host sync per epoch
@@ -144,6 +142,22 @@ class FitLoop:
                 f"the loss became {out} (not finite); lower lr, check the embeddings' scale, or "
                 "use similarity='cosine'")
         return out
+
+    def _run_batches(self, data: DeviceData, batches, totals: torch.Tensor, keys: list[str], topics_fixed: bool):
+        """One epoch's batches; each one's terms added to ``totals`` (and a step when training)."""
+        e = self.estimator
+        for batch_host in batches:
+            terms = self.batch_terms(data, batch_host)
+            if e.model.training:
+                if not terms["loss"].requires_grad:
+                    raise ValueError(f"the loss of this {len(e.views)}-view model has no term with a weight "
+                                     f"above 0 (loss_weights {e.weights}): nothing to train")
+                e.optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                if topics_fixed:  # no gradient, so the optimizer leaves them as they are
+                    e.model.topic_words.grad = None
+                e.optimizer.step()
+            totals += torch.stack([terms[key].detach() for key in keys])
 
     # -- the fit -------------------------------------------------------------------------------
     def run(self, train_dataset, validation_dataset, seed: int, patience: int, delta: float, verbose: bool,
