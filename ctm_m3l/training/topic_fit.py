@@ -31,7 +31,14 @@ def normalise_topic_fit(value):
     become lists), so a saved or checkpointed model compares equal to the one that wrote it."""
     if value is None or isinstance(value, str):
         return value
-    return json.loads(json.dumps(dict(value)))
+    return json.loads(json.dumps(dict(value), default=_plain))
+
+
+def _plain(value):
+    """A NumPy number (or array) as the Python number (or list) JSON can hold."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"topic_fit: {value!r} ({type(value).__name__}) is not a setting a saved model can hold")
 
 
 def topic_fit_settings(estimator) -> dict | None:

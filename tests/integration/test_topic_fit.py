@@ -2,6 +2,7 @@
 the inference networks against them, the same as the two fits done by hand (``topics_from``)."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from helpers import VIEWS, prepare
@@ -53,9 +54,10 @@ def test_paper_topic_fit_is_the_two_fits_by_hand(tmp_path, data, by_hand):
 
 
 def test_a_dict_sets_the_first_fit_over_the_defaults(data):
-    settings = {"hidden_sizes": (20,), "num_epochs": 2, "dropout": 0.1}
+    settings = {"hidden_sizes": (20,), "num_epochs": np.int64(2), "dropout": 0.1}
     model = M3LTM(**SETTINGS, topic_fit=settings).fit(data[1], progress_bar=False)
-    assert model.topic_fit == {"hidden_sizes": [20], "num_epochs": 2, "dropout": 0.1}  # kept as JSON
+    assert model.topic_fit == {"hidden_sizes": [20], "num_epochs": 2, "dropout": 0.1}  # kept as JSON holds it
+    assert type(model.topic_fit["num_epochs"]) is int
     source = model.topics_source
     assert source["epochs"] == 2 and source["settings"]["num_epochs"] == 2
     assert source["settings"]["hidden_sizes"] == [20] and source["settings"]["dropout"] == 0.1
