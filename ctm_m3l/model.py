@@ -289,7 +289,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
                                             distributed=distributed)
         bind(self, train_dataset)
         check_fit_data(self, train_dataset, validation_dataset, patience)
-        copy_topics(self, source or topics_from, fresh, resume_from is not None)
+        copy_topics(self, topics_from if source is None else source, fresh, resume_from is not None)
         self.model_dir = save_dir
         self.validation_data = validation_dataset
         seed = self.random_state if self.random_state is not None else int(torch.randint(0, 2**62, (1,)).item())

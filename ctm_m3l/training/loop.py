@@ -126,7 +126,8 @@ class FitLoop:
             e.model.topic_words.requires_grad_(False)
         with torch.set_grad_enabled(train):
             try:
-                self._run_batches(data, batches, totals, keys, topics_fixed)
+                self._run_batches(data, batches, totals, keys,
+                                  drop_topic_gradient=topics_fixed and not skip_topic_gradient)
             finally:
                 if skip_topic_gradient:
                     e.model.topic_words.requires_grad_(True)
@@ -143,7 +144,8 @@ class FitLoop:
                 "use similarity='cosine'")
         return out
 
-    def _run_batches(self, data: DeviceData, batches, totals: torch.Tensor, keys: list[str], topics_fixed: bool):
+    def _run_batches(self, data: DeviceData, batches, totals: torch.Tensor, keys: list[str],
+                     drop_topic_gradient: bool):
         """One epoch's batches; each one's terms added to ``totals`` (and a step when training)."""
         e = self.estimator
         for batch_host in batches:
@@ -154,7 +156,7 @@ class FitLoop:
                                      f"above 0 (loss_weights {e.weights}): nothing to train")
                 e.optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
-                if topics_fixed:  # no gradient, so the optimizer leaves them as they are
+                if drop_topic_gradient:  # DDP computed it: dropped, the optimizer leaves the topics as they are
                     e.model.topic_words.grad = None
                 e.optimizer.step()
             totals += torch.stack([terms[key].detach() for key in keys])

@@ -12,18 +12,21 @@ import copy
 import json
 from pathlib import Path
 
+from .._validation import InvalidParameterError
 from ..defaults import PAPER_TOPIC_FIT
 from .checkpoint import CHECKPOINT_FILE
 
-__all__ = ["TOPIC_FIT_DIR", "TOPIC_FIT_FIXED", "topic_fit_settings", "check_topic_fit", "fixed_topics_after",
-           "normalise_topic_fit", "run_topic_fit"]
+__all__ = ["TOPIC_FIT_DIR", "TOPIC_FIT_INHERITED", "TOPIC_FIT_FIXED", "topic_fit_settings", "check_topic_fit",
+           "fixed_topics_after", "normalise_topic_fit", "run_topic_fit"]
 
 #: Where, under ``fit``'s ``checkpoint_dir``, the first fit writes its checkpoints.
 TOPIC_FIT_DIR = "topic-fit"
-#: Settings the first fit takes from the model, which ``topic_fit`` may not set: its topics must
-#: fit this model's decoder and data, and it trains with the same seed and device.
-TOPIC_FIT_FIXED = ("views", "n_components", "model_type", "random_state", "device", "torch_compile",
-                   "num_data_loader_workers", "topic_fit", "topic_epochs")
+#: Settings the first fit takes from the model: its topics must fit this model's decoder and
+#: data, and it trains with the same seed and device.
+TOPIC_FIT_INHERITED = ("views", "n_components", "model_type", "random_state", "device", "torch_compile",
+                       "num_data_loader_workers")
+#: Settings ``topic_fit`` may not set: the inherited ones, and its own two.
+TOPIC_FIT_FIXED = TOPIC_FIT_INHERITED + ("topic_fit", "topic_epochs")
 
 
 def normalise_topic_fit(value):
@@ -48,14 +51,12 @@ def topic_fit_settings(estimator) -> dict | None:
     if estimator.topic_fit is None:
         return None
     given = PAPER_TOPIC_FIT if estimator.topic_fit == "paper" else estimator.topic_fit
-    inherited = {name: getattr(estimator, name) for name in TOPIC_FIT_FIXED[:-2] + ("num_epochs",)}
+    inherited = {name: getattr(estimator, name) for name in TOPIC_FIT_INHERITED + ("num_epochs",)}
     return {**inherited, **copy.deepcopy(given)}
 
 
 def check_topic_fit(topic_fit, topic_epochs) -> None:
     """``topic_fit`` keeps the first fit's topics fixed: ``topic_epochs`` must be None or 0."""
-    from .._validation import InvalidParameterError
-
     if topic_fit is not None and topic_epochs not in (None, 0):
         raise InvalidParameterError(f"M3LTM: topic_fit keeps the first fit's topics fixed, so topic_epochs={topic_epochs} "
                                     "cannot train them; for topics that start from another fit and train on, use "
