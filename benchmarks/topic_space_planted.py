@@ -56,15 +56,12 @@ def aligned_share(model) -> float:
 def measure(options: dict, seed: int, train, test, batch_size: int = 64, epochs: int = 60,
             topics_from: dict | None = None) -> dict:
     """``topics_from``: the options of a first fit (same seed, size and epochs) whose topics this
-    one keeps fixed (``fit(topics_from=...)``, ``topic_epochs=0``); its time is counted."""
+    one keeps fixed (``M3LTM(topic_fit=...)``); its time is counted."""
+    first = None if topics_from is None else {**topics_from, "batch_size": batch_size}
     model = M3LTM(views=VIEWS, n_components=TOPICS, num_epochs=epochs, batch_size=batch_size, random_state=seed,
-                  **options, **({"topic_epochs": 0} if topics_from is not None else {}))
+                  **options, topic_fit=first)
     start = time.perf_counter()
-    source = None
-    if topics_from is not None:
-        source = M3LTM(views=VIEWS, n_components=TOPICS, num_epochs=epochs, batch_size=batch_size,
-                       random_state=seed, **topics_from).fit(train, progress_bar=False)
-    model.fit(train, progress_bar=False, topics_from=source)
+    model.fit(train, progress_bar=False)
     seconds = time.perf_counter() - start
     theta = {v: model.get_thetas(test, view=v, seed=seed) for v in VIEWS}
     pairs = {f"{a}>{b}": mrr(theta[a], theta[b]) for a, b in itertools.permutations(VIEWS, 2)}
