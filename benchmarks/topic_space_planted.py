@@ -21,7 +21,7 @@ import torch
 from topic_space_multi30k import VARIANTS as MULTI30K_VARIANTS  # the scripts' folder is on sys.path
 from topic_space_multi30k import variant
 
-from ctm_m3l import M3LTM, PAPER_SETTINGS
+from ctm_m3l import M3LTM, PAPER_TOPIC_FIT
 from ctm_m3l.data.synthetic import main_planted_topic as block
 from ctm_m3l.data.synthetic import planted_datasets
 from ctm_m3l.evaluation import mrr
@@ -57,9 +57,10 @@ def measure(options: dict, seed: int, train, test, batch_size: int = 64, epochs:
             topics_from: dict | None = None) -> dict:
     """``topics_from``: the options of a first fit (same seed, size and epochs) whose topics this
     one keeps fixed (``M3LTM(topic_fit=...)``); its time is counted."""
-    first = None if topics_from is None else {**topics_from, "batch_size": batch_size}
+    if topics_from is not None:
+        options = {**options, "topic_fit": {**topics_from, "batch_size": batch_size}}
     model = M3LTM(views=VIEWS, n_components=TOPICS, num_epochs=epochs, batch_size=batch_size, random_state=seed,
-                  **options, topic_fit=first)
+                  **options)
     start = time.perf_counter()
     model.fit(train, progress_bar=False)
     seconds = time.perf_counter() - start
@@ -76,7 +77,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64, help="M3LTM's default: 32")
     parser.add_argument("--epochs", type=int, default=60, help="M3LTM's default: 100")
     parser.add_argument("--topics-from-paper", action="store_true",
-                        help="each variant's networks train against the fixed topics of a fit with PAPER_SETTINGS")
+                        help="each variant's networks train against the fixed topics of a fit with PAPER_TOPIC_FIT "
+                             "at this batch size")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     train, test = planted_data()
@@ -84,7 +86,7 @@ def main(argv=None):
     for name in args.variants:
         for seed in args.seeds:
             r = measure(VARIANTS[name], seed, train, test, args.batch_size, args.epochs,
-                        topics_from=PAPER_SETTINGS if args.topics_from_paper else None)
+                        topics_from=PAPER_TOPIC_FIT if args.topics_from_paper else None)
             pairs = " ".join(f"{k} {v:.2f}" for k, v in r.items() if ">" in k)
             print(f"{name:30s} seed {seed}: MRR {pairs} | min {r['min']:.3f} | aligned {r['aligned']:.0%} | "
                   f"largest share {r['peak']:.3f} | {r['seconds']:.0f} s", flush=True)

@@ -65,6 +65,8 @@ def _m3l_options(args) -> dict:
                  "contrastive_reduction", "inference_input", "topic_epochs", "topic_fit"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
+    if options.get("topic_fit") == "none":
+        options["topic_fit"] = None
     if args.hidden_sizes is not None:
         options["hidden_sizes"] = tuple(args.hidden_sizes)
     return options
@@ -254,22 +256,25 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
                              "train for all of them (default: the topics train every epoch; 50 of 100 keeps the "
                              "topics' coherence of epoch 50; 0 with fit's --topics-from: the topics stay that "
                              "model's: docs/research/topic-space.md)")
-    parser.add_argument("--topic-fit", type=_topic_fit, metavar="paper|JSON",
+    parser.add_argument("--topic-fit", type=_topic_fit, metavar="paper|none|JSON",
                         help="M3L-Contrast trains its topics in a first fit with other settings ('paper': the "
                              "paper's at batch 64; or a JSON object of M3LTM settings), then its inference networks "
-                             "against them, kept fixed (default: both together): docs/research/topic-space.md")
+                             "against them, kept fixed ('none', default: both together in one fit): "
+                             "docs/research/topic-space.md")
     parser.add_argument("--torch-compile", action="store_true", help=_COMPILE_HELP)
 
 
 def _topic_fit(value: str):
-    """``--topic-fit``: a name M3LTM accepts (``paper``) or a JSON object of settings."""
+    """``--topic-fit``: a name M3LTM accepts (``paper``), ``none`` (kept as the string, since
+    argparse's None means "not given") or a JSON object of settings."""
     if value.lstrip().startswith("{"):
         try:
             return json.loads(value)
         except ValueError as err:
             raise argparse.ArgumentTypeError(f"not a JSON object of M3LTM settings ({err})") from None
-    if value not in _m3l_choices("topic_fit"):
-        raise argparse.ArgumentTypeError(f"{value!r}: give one of {list(_m3l_choices('topic_fit'))} or a JSON object")
+    if value not in _m3l_choices("topic_fit") + ("none",):
+        raise argparse.ArgumentTypeError(f"{value!r}: give one of {list(_m3l_choices('topic_fit')) + ['none']} or a "
+                                         "JSON object")
     return value
 
 

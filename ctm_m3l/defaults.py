@@ -11,12 +11,15 @@ __all__ = ["DEFAULT_LOSS_WEIGHTS", "PAPER_SETTINGS", "PAPER_TOPIC_FIT", "resolve
 DEFAULT_LOSS_WEIGHTS = {"reconstruction": 1.0, "prior_kl": 0.0, "image_prior_kl": 0.0, "pair_kl": 1.0,
                         "contrastive": 100.0}
 #: The network and loss of the paper's released code (and of ctm-m3l 0.1.0's defaults):
-#: ``M3LTM(views, **PAPER_SETTINGS)`` trains CTM's inference networks reading embeddings only,
-#: InfoNCE averaged per view pair, s = 50, no KL to the prior.
+#: ``M3LTM(views, **PAPER_SETTINGS)`` trains CTM's inference networks of 100 units reading
+#: embeddings only, InfoNCE averaged per view pair, s = 50, no KL to the prior, in one fit (the
+#: width and ``topic_fit`` are stated, so the paper's settings stay these whatever the defaults).
 PAPER_SETTINGS = {"posterior_norm": "ctm", "image_posterior_norm": None, "contrastive_reduction": "mean",
-                  "inference_input": "contextual", "loss_weights": {"contrastive": 50.0, "prior_kl": 0.0}}
+                  "inference_input": "contextual", "loss_weights": {"contrastive": 50.0, "prior_kl": 0.0},
+                  "hidden_sizes": (100,), "topic_fit": None}
 #: The first fit of ``M3LTM(topic_fit="paper")``: the paper's settings at batch 64, whose topics
-#: kept the paper settings' coherence with more diversity on Multi30k ``val`` (docs, "Topic space").
+#: kept the paper settings' coherence with more diversity on Multi30k ``val`` (docs, "Topic space");
+#: ``M3LTM(views, **PAPER_TOPIC_FIT)`` is that fit on its own.
 PAPER_TOPIC_FIT = {**PAPER_SETTINGS, "batch_size": 64}
 
 

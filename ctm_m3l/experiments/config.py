@@ -37,14 +37,19 @@ class ReproduceConfig:
                    topic_numbers=[10, 20], batch_sizes=[16, 32])
 
 
+#: The inference networks' hidden layers of every run recorded before the label named the width.
+_FIRST_HIDDEN_SIZES = (100,)
+
+
 def m3l_loss_label(options: dict | None = None, images: bool = True) -> str:
-    """M3L-Contrast's loss and networks as ``M3LTM(**options)`` trains them (and ``topic_epochs``
-    or ``topic_fit``, when the topics train for fewer epochs or in a first fit), in a few characters
-    (part of a run's key: results of another loss, e.g. an earlier default, never stand in for
-    these).  The network settings added later are named only where they differ from the layout
-    every run before them had, so those runs keep their keys.  ``images=False``: for runs
-    without an image view, whose results the image views' settings (their layout, their KL to
-    the prior) do not change, so they are left out: a new image default keeps those runs."""
+    """M3L-Contrast's loss and networks as ``M3LTM(**options)`` trains them (and ``topic_epochs``,
+    ``topic_fit`` or the hidden layers, when the topics train for fewer epochs or in a first fit,
+    or the networks have another width), in a few characters (part of a run's key: results of
+    another loss, e.g. an earlier default, never stand in for these).  The settings added or
+    named later are named only where they differ from what every run before them had, so those
+    runs keep their keys.  ``images=False``: for runs without an image view, whose results the
+    image views' settings (their layout, their KL to the prior) do not change, so they are left
+    out: a new image default keeps those runs."""
     from ..model import M3LTM
     from ..persistence import SETTINGS_ADDED
 
@@ -59,6 +64,8 @@ def m3l_loss_label(options: dict | None = None, images: bool = True) -> str:
         value = getattr(model, name)
         if value != SETTINGS_ADDED[name]:
             label += f"+{name}={value if not isinstance(value, dict) else json.dumps(value, sort_keys=True)}"
+    if model.hidden_sizes != _FIRST_HIDDEN_SIZES:
+        label += f"+hidden_sizes={list(model.hidden_sizes)}"
     return label
 
 

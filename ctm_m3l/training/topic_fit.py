@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from .._validation import InvalidParameterError
@@ -25,8 +26,9 @@ TOPIC_FIT_DIR = "topic-fit"
 #: data, and it trains with the same seed and device.
 TOPIC_FIT_INHERITED = ("views", "n_components", "model_type", "random_state", "device", "torch_compile",
                        "num_data_loader_workers")
-#: Settings ``topic_fit`` may not set: the inherited ones, and its own two.
-TOPIC_FIT_FIXED = TOPIC_FIT_INHERITED + ("topic_fit", "topic_epochs")
+#: Settings ``topic_fit`` may not set: the inherited ones and ``topic_epochs`` (its own
+#: ``topic_fit`` it may set only to None, as :data:`PAPER_TOPIC_FIT` does: the first fit is one fit).
+TOPIC_FIT_FIXED = TOPIC_FIT_INHERITED + ("topic_epochs",)
 
 
 def normalise_topic_fit(value):
@@ -47,20 +49,25 @@ def _plain(value):
 def topic_fit_settings(estimator) -> dict | None:
     """The constructor arguments of ``estimator``'s first fit, or None without ``topic_fit``:
     M3LTM's defaults, then ``topic_fit``'s settings (``"paper"``: :data:`PAPER_TOPIC_FIT`), with
-    :data:`TOPIC_FIT_FIXED`'s and ``num_epochs`` (unless ``topic_fit`` sets it) from ``estimator``."""
+    :data:`TOPIC_FIT_INHERITED`'s and ``num_epochs`` (unless ``topic_fit`` sets it) from
+    ``estimator``, and ``topic_fit=None`` (the first fit trains its topics itself)."""
     if estimator.topic_fit is None:
         return None
     given = PAPER_TOPIC_FIT if estimator.topic_fit == "paper" else estimator.topic_fit
     inherited = {name: getattr(estimator, name) for name in TOPIC_FIT_INHERITED + ("num_epochs",)}
-    return {**inherited, **copy.deepcopy(given)}
+    return {**inherited, **copy.deepcopy(given), "topic_fit": None}  # one fit: its topics train with it
 
 
 def check_topic_fit(topic_fit, topic_epochs) -> None:
-    """``topic_fit`` keeps the first fit's topics fixed: ``topic_epochs`` must be None or 0."""
+    """``topic_fit`` keeps the first fit's topics fixed: ``topic_epochs`` must be None or 0; and
+    the first fit is one fit: its settings' own ``topic_fit``, if any, is None."""
+    if isinstance(topic_fit, Mapping) and topic_fit.get("topic_fit") is not None:
+        raise InvalidParameterError(f"M3LTM: topic_fit's settings set topic_fit={topic_fit['topic_fit']!r}; the first "
+                                    "fit trains its topics itself, so its topic_fit may only be None")
     if topic_fit is not None and topic_epochs not in (None, 0):
-        raise InvalidParameterError(f"M3LTM: topic_fit keeps the first fit's topics fixed, so topic_epochs={topic_epochs} "
-                                    "cannot train them; for topics that start from another fit and train on, use "
-                                    "fit(topics_from=...)")
+        raise InvalidParameterError(f"M3LTM: topic_fit={topic_fit!r} keeps the first fit's topics fixed, so "
+                                    f"topic_epochs={topic_epochs} cannot train them; pass topic_fit=None (one fit) with "
+                                    "topic_epochs, or fit(topics_from=...) for topics that start from another fit")
 
 
 def fixed_topics_after(estimator) -> int | None:
@@ -80,8 +87,9 @@ def run_topic_fit(estimator, train, validation, topics_from, fresh: bool, resume
     if estimator.topic_fit is None:
         return None, resume_from
     if topics_from is not None:
-        raise ValueError("this M3LTM has topic_fit set, whose first fit gives it its topics; fit's topics_from "
-                         "would give them too: pass one of the two")
+        raise ValueError(f"this M3LTM has topic_fit={estimator.topic_fit!r}, whose first fit gives it its topics; "
+                         "fit's topics_from would give them too: for topics from another model, build this one "
+                         "with topic_fit=None")
     first_resume = None
     if resume_from is not None:
         own = Path(resume_from)

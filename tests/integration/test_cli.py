@@ -83,8 +83,8 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
     assert main(common + ["--hidden-sizes", "8", "6"]) == 0
     model = M3LTM.load(tmp_path / "model")
     assert model.hidden_sizes == (8, 6) and [w.shape[1:] for w in model.model.hidden_weight] == [(6, 8)]
-    assert main(common + ["--topic-epochs", "1"]) == 0
-    assert M3LTM.load(tmp_path / "model").topic_epochs == 1
+    assert main(common + ["--topic-fit", "none", "--topic-epochs", "1"]) == 0  # none: the default, said
+    assert M3LTM.load(tmp_path / "model").topic_epochs == 1 and M3LTM.load(tmp_path / "model").topic_fit is None
     # Topics fixed from that model: only the inference networks train.
     assert main(common + ["--topic-epochs", "0", "--topics-from", str(tmp_path / "model"),
                           "--output", str(tmp_path / "fixed")]) == 0
@@ -100,7 +100,7 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
     capsys.readouterr()
     with pytest.raises(SystemExit, match="2"):  # argparse's usage error
         main(common + ["--topic-fit", "papers"])
-    assert "'papers': give one of ['paper'] or a JSON object" in capsys.readouterr().err
+    assert "'papers': give one of ['paper', 'none'] or a JSON object" in capsys.readouterr().err
     assert main(common + ["--topic-fit", '{"n_components": 3}']) == 2
     assert "topic_fit may not set ['n_components']" in capsys.readouterr().err
     assert main(common + ["--topic-fit", "paper", "--topic-epochs", "2"]) == 2

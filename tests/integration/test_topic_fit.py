@@ -27,8 +27,8 @@ def data():
 @pytest.fixture(scope="module")
 def by_hand(data):
     """The two fits done by hand: the paper's settings at batch 64 (with the same seed, views and
-    topics, M3LTM's hidden layer), then this model's networks against its fixed topics."""
-    source = M3LTM(**{**SETTINGS, "hidden_sizes": (100,), **PAPER_SETTINGS, "batch_size": 64})
+    topics; the paper's hidden layer of 100), then this model's networks against its fixed topics."""
+    source = M3LTM(**{**SETTINGS, **PAPER_SETTINGS, "batch_size": 64})
     source.fit(data[1], progress_bar=False)
     return source, M3LTM(**SETTINGS, topic_epochs=0).fit(data[1], progress_bar=False, topics_from=source)
 
@@ -41,7 +41,8 @@ def test_paper_topic_fit_is_the_two_fits_by_hand(tmp_path, data, by_hand):
     assert model.topics_source == expected.topics_source
     assert model.topics_source["settings"]["batch_size"] == 64
     assert model.topics_source["settings"]["posterior_norm"] == "ctm"
-    assert model.topics_source["settings"]["hidden_sizes"] == [100]  # M3LTM's default, not this model's 12
+    assert model.topics_source["settings"]["hidden_sizes"] == [100]  # the paper's, not this model's 12
+    assert model.topics_source["settings"]["topic_fit"] is None  # the first fit trains its topics itself
     # A dict of settings gives the same first fit.
     same = M3LTM(**SETTINGS, topic_fit=PAPER_TOPIC_FIT).fit(data[1], progress_bar=False)
     assert same_weights(same, expected)
@@ -69,7 +70,7 @@ def test_a_dict_sets_the_first_fit_over_the_defaults(data):
 def test_a_run_killed_in_either_fit_resumes_to_the_uninterrupted_weights(tmp_path, data, by_hand):
     expected = by_hand[1]
     # Killed during the first fit: its checkpoint only (2 of 3 epochs), under topic-fit/.
-    first = M3LTM(**{**SETTINGS, "hidden_sizes": (100,), **PAPER_TOPIC_FIT, "num_epochs": 2})
+    first = M3LTM(**{**SETTINGS, **PAPER_TOPIC_FIT, "num_epochs": 2})  # PAPER_TOPIC_FIT alone: that one fit
     first.fit(data[1], progress_bar=False, checkpoint_dir=tmp_path / "a" / TOPIC_FIT_DIR)
     resumed = M3LTM(**SETTINGS, topic_fit="paper").fit(data[1], progress_bar=False, resume_from=tmp_path / "a",
                                                        checkpoint_dir=tmp_path / "a")
@@ -91,10 +92,12 @@ def test_a_run_killed_in_either_fit_resumes_to_the_uninterrupted_weights(tmp_pat
 
 
 def test_topic_fit_refuses_what_it_cannot_do(data, by_hand):
-    with pytest.raises(InvalidParameterError, match="topic_epochs=5 cannot train them"):
+    with pytest.raises(InvalidParameterError, match="topic_epochs=5 cannot train them; pass topic_fit=None"):
         M3LTM(**SETTINGS, topic_fit="paper", topic_epochs=5)
     with pytest.raises(InvalidParameterError, match=r"topic_fit may not set \['n_components', 'views'\]"):
         M3LTM(**SETTINGS, topic_fit={"views": ["en"], "n_components": 3})
+    with pytest.raises(InvalidParameterError, match="settings set topic_fit='paper'; the first fit trains its topics"):
+        M3LTM(**SETTINGS, topic_fit={**PAPER_TOPIC_FIT, "topic_fit": "paper"})
     with pytest.raises(InvalidParameterError, match=r"topic_fit has unknown setting\(s\) \['batch'\]"):
         M3LTM(**SETTINGS, topic_fit={"batch": 64})
     with pytest.raises(InvalidParameterError, match=r"topic_fit \(topic_fit's settings\): batch_size must be"):
@@ -102,7 +105,7 @@ def test_topic_fit_refuses_what_it_cannot_do(data, by_hand):
     with pytest.raises(InvalidParameterError, match="topic_fit must be None or one of"):
         M3LTM(**SETTINGS, topic_fit="papers")
     model = M3LTM(**SETTINGS, topic_fit="paper")
-    with pytest.raises(ValueError, match="topic_fit set.*topics_from would give them too"):
+    with pytest.raises(ValueError, match="topic_fit='paper'.*topics_from would give them too.*topic_fit=None"):
         model.fit(data[1], progress_bar=False, topics_from=by_hand[0])
     assert model.model is None  # refused before anything was built: a second fit runs the first fit
     # Bad data is refused by the first fit, naming the view, before anything trains.

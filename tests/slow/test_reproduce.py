@@ -69,6 +69,9 @@ def test_m3l_loss_label_names_every_loss_setting():
                                       "+image_posterior_norm=mean")
     # Training the topics for fewer epochs is named too, so those runs never stand in for the defaults'.
     assert m3l_loss_label({"topic_epochs": 50}, images=False) == m3l_loss_label(images=False) + "+topic_epochs=50"
+    # So is another width of the inference networks (every run before had one layer of 100).
+    assert m3l_loss_label({"hidden_sizes": (100,)}) == m3l_loss_label()
+    assert m3l_loss_label({"hidden_sizes": [200]}) == m3l_loss_label() + "+hidden_sizes=[200]"
 
 
 def _lines(path):
