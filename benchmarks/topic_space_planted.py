@@ -36,6 +36,7 @@ VARIANTS = {name: MULTI30K_VARIANTS[name] for name in (
     "mu-only norm, InfoNCE summed, combined input, s=100, image ctm norm",
     "mu-only norm, InfoNCE summed, combined input, s=100, image ctm-shifted norm",
     "ctm-shifted norm, InfoNCE summed, combined input, s=100",
+    "ctm-shifted norm, InfoNCE summed, combined input, s=100, hidden 200",
     "mu-only norm, InfoNCE summed, combined input, s=100, image prior KL 1", "no norm, InfoNCE summed",
     *(f"ctm-shifted norm, InfoNCE summed, combined input, s=100, tau={tau}" for tau in (0.05, 0.1, 0.2)))}
 VARIANTS["no norm"] = variant(posterior_norm="none")
@@ -54,11 +55,12 @@ def aligned_share(model) -> float:
 
 
 def measure(options: dict, seed: int, train, test, batch_size: int = 64, epochs: int = 60,
-            topics_from: dict | None = None) -> dict:
-    """``topics_from``: the options of a first fit (same seed, size and epochs) whose topics this
-    one keeps fixed (``M3LTM(topic_fit=...)``); its time is counted."""
+            topics_from: dict | None = None, first_batch_size: int | None = None) -> dict:
+    """``topics_from``: the options of a first fit (same seed, size and epochs; batch
+    ``first_batch_size``, by default ``batch_size``) whose topics this one keeps fixed
+    (``M3LTM(topic_fit=...)``); its time is counted."""
     if topics_from is not None:
-        options = {**options, "topic_fit": {**topics_from, "batch_size": batch_size}}
+        options = {**options, "topic_fit": {**topics_from, "batch_size": first_batch_size or batch_size}}
     model = M3LTM(views=VIEWS, n_components=TOPICS, num_epochs=epochs, batch_size=batch_size, random_state=seed,
                   **options)
     start = time.perf_counter()
@@ -77,8 +79,11 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64, help="M3LTM's default: 32")
     parser.add_argument("--epochs", type=int, default=60, help="M3LTM's default: 100")
     parser.add_argument("--topics-from-paper", action="store_true",
-                        help="each variant's networks train against the fixed topics of a fit with PAPER_TOPIC_FIT "
-                             "at this batch size")
+                        help="each variant's networks train against the fixed topics of a first fit with "
+                             "PAPER_TOPIC_FIT (M3LTM(topic_fit=...)), at --first-fit-batch-size")
+    parser.add_argument("--first-fit-batch-size", type=int,
+                        help="the first fit's batch with --topics-from-paper (default: --batch-size; "
+                             "topic_fit='paper' uses 64)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     train, test = planted_data()
@@ -86,7 +91,8 @@ def main(argv=None):
     for name in args.variants:
         for seed in args.seeds:
             r = measure(VARIANTS[name], seed, train, test, args.batch_size, args.epochs,
-                        topics_from=PAPER_TOPIC_FIT if args.topics_from_paper else None)
+                        topics_from=PAPER_TOPIC_FIT if args.topics_from_paper else None,
+                        first_batch_size=args.first_fit_batch_size)
             pairs = " ".join(f"{k} {v:.2f}" for k, v in r.items() if ">" in k)
             print(f"{name:30s} seed {seed}: MRR {pairs} | min {r['min']:.3f} | aligned {r['aligned']:.0%} | "
                   f"largest share {r['peak']:.3f} | {r['seconds']:.0f} s", flush=True)
