@@ -84,7 +84,8 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
     model = M3LTM.load(tmp_path / "model")
     assert model.hidden_sizes == (8, 6) and [w.shape[1:] for w in model.model.hidden_weight] == [(6, 8)]
     assert main(common + ["--topic-fit", "none", "--topic-epochs", "1"]) == 0  # none: the default, said
-    assert M3LTM.load(tmp_path / "model").topic_epochs == 1 and M3LTM.load(tmp_path / "model").topic_fit is None
+    saved = M3LTM.load(tmp_path / "model")
+    assert saved.topic_epochs == 1 and saved.topic_fit is None
     # Topics fixed from that model: only the inference networks train.
     assert main(common + ["--topic-epochs", "0", "--topics-from", str(tmp_path / "model"),
                           "--output", str(tmp_path / "fixed")]) == 0
