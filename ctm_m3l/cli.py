@@ -259,8 +259,8 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
     parser.add_argument("--topic-fit", type=_topic_fit, metavar="paper|none|JSON",
                         help="M3L-Contrast trains its topics in a first fit with other settings ('paper': the "
                              "paper's at batch 64; or a JSON object of M3LTM settings), then its inference networks "
-                             "against them, kept fixed ('none', default: both together in one fit): "
-                             "docs/research/topic-space.md")
+                             "against them, kept fixed or, with --topic-epochs, trained on for that many epochs ('none', "
+                             "default: both together in one fit): docs/research/topic-space.md")
     parser.add_argument("--torch-compile", action="store_true", help=_COMPILE_HELP)
 
 

@@ -67,16 +67,16 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         solver: ``"adam"`` or ``"sgd"``.
         num_epochs: training epochs (paper: 100).
         topic_epochs: epochs in which the topic-word weights train; the inference networks and
-            the prior train on for the rest of ``num_epochs`` (``None``, default: every epoch, as
-            the paper; 0: never, they come from ``fit(topics_from=...)``).  On Multi30k 50 keeps
-            epoch 50's more coherent topics (docs: "Topic space").
+            the prior train on for the rest of ``num_epochs`` (``None``: every epoch, as the paper,
+            or none with ``topic_fit``; 0: never, they come from ``fit(topics_from=...)`` or the
+            first fit).  On Multi30k 50 keeps epoch 50's more coherent topics (docs: "Topic space").
         topic_fit: a first fit, run by ``fit``, that trains the topic-word weights, which this
-            model then keeps fixed while its inference networks and prior train (None, default:
-            all train together, as the paper).  ``"paper"``: :data:`PAPER_TOPIC_FIT` (on Multi30k
-            the paper settings' coherence at the defaults' retrieval: docs, "Topic space"), or a
-            dict of its settings over M3LTM's defaults (``views``, ``n_components``,
-            ``model_type``, ``random_state``, the device and, unless given, ``num_epochs`` are
-            this model's).  It checkpoints under ``checkpoint_dir/topic-fit``.
+            model then trains on for ``topic_epochs`` epochs (None: keeps them fixed) while its
+            networks and prior train (None, default: one fit, as the paper).  ``"paper"``:
+            :data:`PAPER_TOPIC_FIT` (on Multi30k the paper settings' coherence at the defaults'
+            retrieval: docs, "Topic space"), or a dict of its settings over M3LTM's defaults
+            (``views``, ``n_components``, ``model_type``, ``random_state``, the device and, unless
+            given, ``num_epochs`` are this model's).  It checkpoints under ``checkpoint_dir/topic-fit``.
         reduce_on_plateau: divide the learning rate by 10 when the training loss stalls for
             10 epochs (CTM).
         temperature: InfoNCE temperature tau (paper: 0.07).
@@ -233,7 +233,7 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         weights = resolve_loss_weights(params["loss_weights"])
         if not any(weights.values()):
             raise InvalidParameterError(f"M3LTM: loss_weights are all 0 ({weights}): nothing would be trained")
-        check_topic_fit(params["topic_fit"], params["topic_epochs"])
+        check_topic_fit(params["topic_fit"])
 
     @property
     def is_main_process(self) -> bool:

@@ -1,5 +1,6 @@
 """``M3LTM(topic_fit=...)``: a first fit trains the topic-word weights; the model's own fit then
-keeps them fixed and trains its inference networks (and prior) against them.
+keeps them fixed and trains its inference networks (and prior) against them, or, with
+``topic_epochs``, trains them on from there for its first ``topic_epochs`` epochs.
 
 On Multi30k the topics are most coherent under the paper's settings and the networks retrieve
 best under the defaults (docs, "Topic space": "Topics from one fit, networks from another");
@@ -58,21 +59,21 @@ def topic_fit_settings(estimator) -> dict | None:
     return {**inherited, **copy.deepcopy(given), "topic_fit": None}  # one fit: its topics train with it
 
 
-def check_topic_fit(topic_fit, topic_epochs) -> None:
-    """``topic_fit`` keeps the first fit's topics fixed: ``topic_epochs`` must be None or 0; and
-    the first fit is one fit: its settings' own ``topic_fit``, if any, is None."""
+def check_topic_fit(topic_fit) -> None:
+    """The first fit is one fit: its settings' own ``topic_fit``, if any, is None.  (With
+    ``topic_fit``, ``topic_epochs`` counts the model's own epochs in which the first fit's topics
+    train on: None or 0 keeps them fixed.)"""
     if isinstance(topic_fit, Mapping) and topic_fit.get("topic_fit") is not None:
         raise InvalidParameterError(f"M3LTM: topic_fit's settings set topic_fit={topic_fit['topic_fit']!r}; the first "
                                     "fit trains its topics itself, so its topic_fit may only be None")
-    if topic_fit is not None and topic_epochs not in (None, 0):
-        raise InvalidParameterError(f"M3LTM: topic_fit={topic_fit!r} keeps the first fit's topics fixed, so "
-                                    f"topic_epochs={topic_epochs} cannot train them; pass topic_fit=None (one fit) with "
-                                    "topic_epochs, or fit(topics_from=...) for topics that start from another fit")
 
 
 def fixed_topics_after(estimator) -> int | None:
-    """The epoch from which the topic-word weights stay fixed (None: never): 0 with ``topic_fit``."""
-    return 0 if estimator.topic_fit is not None else estimator.topic_epochs
+    """The epoch from which the topic-word weights stay fixed (None: never): with ``topic_fit``,
+    ``topic_epochs`` (None: 0, the first fit's topics as they are)."""
+    if estimator.topic_fit is not None:
+        return estimator.topic_epochs or 0
+    return estimator.topic_epochs
 
 
 def run_topic_fit(estimator, train, validation, topics_from, fresh: bool, resume_from, checkpoint_dir,

@@ -54,6 +54,21 @@ def test_paper_topic_fit_is_the_two_fits_by_hand(tmp_path, data, by_hand):
                        torch.as_tensor(model.get_thetas(data[2], view="de", seed=1)))
 
 
+def test_topic_epochs_train_the_first_fits_topics_on_as_topics_from_does(data, by_hand):
+    """With ``topic_epochs`` the first fit's topics start the model's own fit and train in its
+    first ``topic_epochs`` epochs: the two fits by hand with ``fit(topics_from=...)``."""
+    source, fixed = by_hand
+    expected = M3LTM(**SETTINGS, topic_epochs=2).fit(data[1], progress_bar=False, topics_from=source)
+    model = M3LTM(**SETTINGS, topic_fit="paper", topic_epochs=2).fit(data[1], progress_bar=False)
+    assert same_weights(model, expected) and model.topics_source == expected.topics_source
+    assert not torch.equal(model.model.topic_words, fixed.model.topic_words)  # trained on from the same start
+    # The topics move in those epochs only: a third epoch with them fixed changes the networks alone.
+    two = M3LTM(**{**SETTINGS, "num_epochs": 2}, topic_fit=dict(PAPER_TOPIC_FIT, num_epochs=3), topic_epochs=2)
+    two.fit(data[1], progress_bar=False)
+    assert torch.equal(two.model.topic_words, model.model.topic_words)
+    assert not same_weights(two, model)
+
+
 def test_a_dict_sets_the_first_fit_over_the_defaults(data):
     settings = {"hidden_sizes": (20,), "num_epochs": np.int64(2), "dropout": 0.1}
     model = M3LTM(**SETTINGS, topic_fit=settings).fit(data[1], progress_bar=False)
@@ -92,8 +107,6 @@ def test_a_run_killed_in_either_fit_resumes_to_the_uninterrupted_weights(tmp_pat
 
 
 def test_topic_fit_refuses_what_it_cannot_do(data, by_hand):
-    with pytest.raises(InvalidParameterError, match="topic_epochs=5 cannot train them; pass topic_fit=None"):
-        M3LTM(**SETTINGS, topic_fit="paper", topic_epochs=5)
     with pytest.raises(InvalidParameterError, match=r"topic_fit may not set \['n_components', 'views'\]"):
         M3LTM(**SETTINGS, topic_fit={"views": ["en"], "n_components": 3})
     with pytest.raises(InvalidParameterError, match="settings set topic_fit='paper'; the first fit trains its topics"):
