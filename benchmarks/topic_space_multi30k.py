@@ -119,6 +119,10 @@ VARIANTS = {
         **SHIFTED_DEFAULTS, topic_epochs=0, **options)
        for source in ("0.1.0 defaults", "0.1.0 defaults, batch 64")
        for extra, options in (("", {}), (", hidden 200", {"hidden_sizes": (200,)}))},
+    # The same topics trained on in the last 10 epochs of the second fit (topic_epochs=10 with a
+    # source), against networks that have learned them.
+    "ctm-shifted norm, InfoNCE summed, combined input, s=100, hidden 200, topic_epochs=10, topics from 0.1.0 "
+    "defaults, batch 64": variant(**SHIFTED_DEFAULTS, topic_epochs=10, hidden_sizes=(200,)),
     # Or the KL to the prior for the image views only (the languages' reconstruction bounds theirs).
     "mu-only norm, InfoNCE summed, combined input, s=100, image prior KL 1": variant(
         **MU_SUM_COMBINED, loss_weights={"contrastive": 100.0, "prior_kl": 0.0, "image_prior_kl": 1.0}),

@@ -252,14 +252,15 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
                         help="M3L-Contrast's inference networks' hidden layers (default: one of 100, the paper's; "
                              "200 retrieves better and gives less coherent topics: docs/research/topic-space.md)")
     parser.add_argument("--topic-epochs", type=int, metavar="EPOCHS",
-                        help="M3L-Contrast's topics train for the first EPOCHS epochs only; the inference networks "
+                        help="M3L-Contrast's topics train for the first EPOCHS epochs only (with --topics-from or "
+                             "--topic-fit: the last EPOCHS); the inference networks "
                              "train for all of them (default: the topics train every epoch; 50 of 100 keeps the "
                              "topics' coherence of epoch 50; 0 with fit's --topics-from: the topics stay that "
                              "model's: docs/research/topic-space.md)")
     parser.add_argument("--topic-fit", type=_topic_fit, metavar="paper|none|JSON",
                         help="M3L-Contrast trains its topics in a first fit with other settings ('paper': the "
                              "paper's at batch 64; or a JSON object of M3LTM settings), then its inference networks "
-                             "against them, kept fixed or, with --topic-epochs, trained on for that many epochs ('none', "
+                             "against them, kept fixed or, with --topic-epochs, trained on in its last epochs ('none', "
                              "default: both together in one fit): docs/research/topic-space.md")
     parser.add_argument("--torch-compile", action="store_true", help=_COMPILE_HELP)
 

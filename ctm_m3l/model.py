@@ -66,12 +66,12 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
         momentum: Adam's beta1 (CTM: 0.99), or SGD's momentum.
         solver: ``"adam"`` or ``"sgd"``.
         num_epochs: training epochs (paper: 100).
-        topic_epochs: epochs in which the topic-word weights train; the inference networks and
-            the prior train on for the rest of ``num_epochs`` (``None``: every epoch, as the paper,
-            or none with ``topic_fit``; 0: never, they come from ``fit(topics_from=...)`` or the
-            first fit).  On Multi30k 50 keeps epoch 50's more coherent topics (docs: "Topic space").
+        topic_epochs: epochs in which the topic-word weights train: the first ones, or the last
+            ones where they came from another fit (``topic_fit``, ``fit(topics_from=...)``); the
+            networks and prior train every epoch (None, default: every epoch, as the paper, or none
+            with ``topic_fit``; 0: never).  On Multi30k 50 keeps epoch 50's more coherent topics.
         topic_fit: a first fit, run by ``fit``, that trains the topic-word weights, which this
-            model then trains on for ``topic_epochs`` epochs (None: keeps them fixed) while its
+            model then keeps fixed (or trains on in its last ``topic_epochs`` epochs) while its
             networks and prior train (None, default: one fit, as the paper).  ``"paper"``:
             :data:`PAPER_TOPIC_FIT` (on Multi30k the paper settings' coherence at the defaults'
             retrieval: docs, "Topic space"), or a dict of its settings over M3LTM's defaults
@@ -271,9 +271,9 @@ class M3LTM(TopicModelMixin, ZeroShotTM, Baseline):
                 all ranks, so the loss and gradients are those of one big batch. Only rank 0
                 prints, checkpoints and saves.
             topics_from: a fitted M3LTM (or a saved model's folder) whose topic-word weights this
-                fit starts from (same topic number, decoder and vocabularies); with
-                ``topic_epochs=0`` they stay fixed and only the inference networks and the prior
-                train (topics from the paper's settings, networks from the defaults: docs, "Topic space").
+                fit starts from (same topic number, decoder and vocabularies); with ``topic_epochs``
+                N they stay fixed but in the last N epochs (0: only the networks and the prior train;
+                topics from the paper's settings, networks from the defaults: docs, "Topic space").
 
         Returns:
             self.

@@ -18,7 +18,7 @@ from .checkpoint import EarlyStopping, restore_checkpoint, write_checkpoint
 from .compile import compile_objective
 from .distributed import Distributed, gather_batch
 from .objective import TERMS, Objective
-from .topic_fit import fixed_topics_after
+from .topic_fit import topics_train
 
 __all__ = ["FitLoop"]
 
@@ -116,9 +116,8 @@ class FitLoop:
         keys = [*TERMS, "loss"]
         totals = torch.zeros(len(keys), device=e.device)  # summed on the device: no sync per step
         batches = batch_indices(data.n, e.batch_size, self.world, generator, shuffle=train)
-        # Past topic_epochs the topics stay fixed; e.nn_epoch counts from 0, also on resuming.
-        fixed_after = fixed_topics_after(e)
-        topics_fixed = train and fixed_after is not None and e.nn_epoch is not None and e.nn_epoch >= fixed_after
+        # Outside topic_epochs the topics stay fixed; e.nn_epoch counts from 0, also on resuming.
+        topics_fixed = train and e.nn_epoch is not None and not topics_train(e, e.nn_epoch)
         # Fixed topics need no gradient: single-process, backward skips theirs (DDP expects a
         # gradient for every parameter it was built with, so there it is computed and dropped).
         skip_topic_gradient = topics_fixed and not self.distributed

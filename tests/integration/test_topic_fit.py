@@ -10,7 +10,7 @@ from helpers import VIEWS, prepare
 from ctm_m3l import M3LTM, PAPER_SETTINGS, PAPER_TOPIC_FIT
 from ctm_m3l._validation import InvalidParameterError
 from ctm_m3l.persistence import CheckpointMismatchError
-from ctm_m3l.training.topic_fit import TOPIC_FIT_DIR
+from ctm_m3l.training.topic_fit import TOPIC_FIT_DIR, topics_train
 
 SETTINGS = dict(views=VIEWS, n_components=5, num_epochs=3, random_state=3, hidden_sizes=(12,))
 
@@ -54,19 +54,22 @@ def test_paper_topic_fit_is_the_two_fits_by_hand(tmp_path, data, by_hand):
                        torch.as_tensor(model.get_thetas(data[2], view="de", seed=1)))
 
 
-def test_topic_epochs_train_the_first_fits_topics_on_as_topics_from_does(data, by_hand):
-    """With ``topic_epochs`` the first fit's topics start the model's own fit and train in its
-    first ``topic_epochs`` epochs: the two fits by hand with ``fit(topics_from=...)``."""
+def test_topic_epochs_train_the_first_fits_topics_on_at_the_end_as_topics_from_does(data, by_hand):
+    """With ``topic_epochs`` the first fit's topics train on in the last ``topic_epochs`` epochs of
+    the model's own fit, once its networks have learned them: the two fits by hand with
+    ``fit(topics_from=...)``, whose topics train at the end too."""
     source, fixed = by_hand
     expected = M3LTM(**SETTINGS, topic_epochs=2).fit(data[1], progress_bar=False, topics_from=source)
     model = M3LTM(**SETTINGS, topic_fit="paper", topic_epochs=2).fit(data[1], progress_bar=False)
     assert same_weights(model, expected) and model.topics_source == expected.topics_source
     assert not torch.equal(model.model.topic_words, fixed.model.topic_words)  # trained on from the same start
-    # The topics move in those epochs only: a third epoch with them fixed changes the networks alone.
-    two = M3LTM(**{**SETTINGS, "num_epochs": 2}, topic_fit=dict(PAPER_TOPIC_FIT, num_epochs=3), topic_epochs=2)
-    two.fit(data[1], progress_bar=False)
-    assert torch.equal(two.model.topic_words, model.model.topic_words)
-    assert not same_weights(two, model)
+    assert [topics_train(model, epoch) for epoch in range(3)] == [False, True, True]
+    # Topics of their own train first (topic_epochs=2 of 3), and every epoch by default.
+    assert [topics_train(M3LTM(**SETTINGS, topic_epochs=2), epoch) for epoch in range(3)] == [True, True, False]
+    unlimited = M3LTM(**SETTINGS)
+    unlimited.topics_source = expected.topics_source  # fit(topics_from=...) without topic_epochs
+    assert [topics_train(unlimited, epoch) for epoch in range(3)] == [True] * 3
+    assert not any(topics_train(M3LTM(**SETTINGS, topic_fit="paper"), epoch) for epoch in range(3))
 
 
 def test_a_dict_sets_the_first_fit_over_the_defaults(data):
