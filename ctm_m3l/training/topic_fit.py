@@ -75,7 +75,7 @@ def topics_train(estimator, epoch: int) -> bool:
     where they came from another fit (``topic_fit`` or ``fit(topics_from=...)``), in the last N
     of ``num_epochs``: trained on against networks that have learned them, not random ones
     (on Multi30k the first 10 epochs of a second fit take the source's NPMI from 0.14 to 0.11;
-    docs, "Topic space")."""
+    docs, "Topic space").  A fit stopped early (``patience``) before those epochs keeps them fixed."""
     n = estimator.topic_epochs
     if n is None:
         return estimator.topic_fit is None
