@@ -96,7 +96,7 @@ def test_fit_takes_the_loss_settings(tmp_path, capsys):
     assert main(common + ["--topic-fit", "paper", "--output", str(tmp_path / "paired")]) == 0
     paired = M3LTM.load(tmp_path / "paired")
     assert paired.topic_fit == "paper" and paired.topics_source["settings"]["posterior_norm"] == "ctm"
-    # With --topic-epochs the first fit's topics train on in the model's own first epochs.
+    # With --topic-epochs the first fit's topics train on in the model's own last epochs.
     assert main(common + ["--topic-fit", "paper", "--topic-epochs", "1", "--output", str(tmp_path / "tuned")]) == 0
     tuned = M3LTM.load(tmp_path / "tuned")
     assert tuned.topic_epochs == 1 and tuned.topics_source == paired.topics_source
