@@ -60,9 +60,7 @@ def topic_fit_settings(estimator) -> dict | None:
 
 
 def check_topic_fit(topic_fit) -> None:
-    """The first fit is one fit: its settings' own ``topic_fit``, if any, is None.  (With
-    ``topic_fit``, ``topic_epochs`` counts the model's own epochs in which the first fit's topics
-    train on: None or 0 keeps them fixed.)"""
+    """The first fit is one fit: its settings' own ``topic_fit``, if any, is None."""
     if isinstance(topic_fit, Mapping) and topic_fit.get("topic_fit") is not None:
         raise InvalidParameterError(f"M3LTM: topic_fit's settings set topic_fit={topic_fit['topic_fit']!r}; the first "
                                     "fit trains its topics itself, so its topic_fit may only be None")
