@@ -51,6 +51,9 @@ VARIANTS = {
     # The paper's settings at batch 64 (the reproduction's batch ablation: its topics are the
     # more diverse): a source of topic words for a second fit (fit(..., topics_from=...)).
     "0.1.0 defaults, batch 64": variant(batch_size=64),
+    # The same at s = 100: InfoNCE averaged over the batch weighs each tuple s / batch, so this is
+    # the paper's weight per tuple (s = 50 at batch 32) at batch 64.
+    "0.1.0 defaults, batch 64, s=100": variant(batch_size=64, loss_weights={"contrastive": 100.0}),
     "defaults": {},  # M3LTM's defaults of the code that runs: for printed tables, not ledgers
     "ctm norm, InfoNCE summed": variant(contrastive_reduction="sum"),
     "mu-only norm": variant(posterior_norm="mean"),
@@ -117,7 +120,7 @@ VARIANTS = {
     # fixed (topic_epochs=0, fit(topics_from=...)); only the inference networks and the prior train.
     **{f"ctm-shifted norm, InfoNCE summed, combined input, s=100{extra}, topics from {source}": variant(
         **SHIFTED_DEFAULTS, topic_epochs=0, **options)
-       for source in ("0.1.0 defaults", "0.1.0 defaults, batch 64")
+       for source in ("0.1.0 defaults", "0.1.0 defaults, batch 64", "0.1.0 defaults, batch 64, s=100")
        for extra, options in (("", {}), (", hidden 200", {"hidden_sizes": (200,)}))},
     # The same topics trained on in the last 10 epochs of the second fit (topic_epochs=10 with a
     # source), against networks that have learned them.

@@ -84,18 +84,24 @@ def main(argv=None):
     parser.add_argument("--first-fit-batch-size", type=int,
                         help="the first fit's batch with --topics-from-paper (default: --batch-size; "
                              "topic_fit='paper' uses 64)")
+    parser.add_argument("--first-fit-contrastive", type=float,
+                        help="the first fit's contrastive weight s with --topics-from-paper (default: "
+                             "PAPER_TOPIC_FIT's; averaged over the batch, it weighs each tuple s / batch)")
     parser.add_argument("--topic-epochs", type=int,
                         help="with --topics-from-paper: the epochs in which the first fit's topics train on "
                              "(default: none, they stay fixed)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    first_fit = PAPER_TOPIC_FIT
+    if args.first_fit_contrastive is not None:
+        first_fit = {**first_fit, "loss_weights": {**first_fit["loss_weights"], "contrastive": args.first_fit_contrastive}}
     train, test = planted_data()
     print(f"chance MRR {np.mean(1.0 / np.arange(1, len(test) + 1)):.3f}", flush=True)
     for name in args.variants:
         for seed in args.seeds:
             options = VARIANTS[name] if args.topic_epochs is None else {**VARIANTS[name], "topic_epochs": args.topic_epochs}
             r = measure(options, seed, train, test, args.batch_size, args.epochs,
-                        topics_from=PAPER_TOPIC_FIT if args.topics_from_paper else None,
+                        topics_from=first_fit if args.topics_from_paper else None,
                         first_batch_size=args.first_fit_batch_size)
             pairs = " ".join(f"{k} {v:.2f}" for k, v in r.items() if ">" in k)
             print(f"{name:30s} seed {seed}: MRR {pairs} | min {r['min']:.3f} | aligned {r['aligned']:.0%} | "
