@@ -259,9 +259,10 @@ def _data_and_model_options(parser, text_encoder, image_encoder, batch_size, see
                              "model's: docs/research/topic-space.md)")
     parser.add_argument("--topic-fit", type=_topic_fit, metavar="paper|none|JSON",
                         help="M3L-Contrast trains its topics in a first fit with other settings ('paper': the "
-                             "paper's at batch 64; or a JSON object of M3LTM settings), then its inference networks "
-                             "against them, kept fixed or, with --topic-epochs, trained on in its last epochs ('none', "
-                             "default: both together in one fit): docs/research/topic-space.md")
+                             "paper's at batch 64 with s = 100, its weight per tuple; or a JSON object of M3LTM "
+                             "settings), then its inference networks against them, kept fixed or, with "
+                             "--topic-epochs, trained on in its last epochs ('none', default: both together in one "
+                             "fit): docs/research/topic-space.md")
     parser.add_argument("--torch-compile", action="store_true", help=_COMPILE_HELP)
 
 

@@ -26,9 +26,11 @@ def data():
 
 @pytest.fixture(scope="module")
 def by_hand(data):
-    """The two fits done by hand: the paper's settings at batch 64 (with the same seed, views and
-    topics; the paper's hidden layer of 100), then this model's networks against its fixed topics."""
-    source = M3LTM(**{**SETTINGS, **PAPER_SETTINGS, "batch_size": 64})
+    """The two fits done by hand: the paper's settings at batch 64 with s = 100, its contrastive
+    weight per tuple (with the same seed, views and topics; the paper's hidden layer of 100), then
+    this model's networks against its fixed topics."""
+    source = M3LTM(**{**SETTINGS, **PAPER_SETTINGS, "batch_size": 64,
+                      "loss_weights": {"contrastive": 100.0, "prior_kl": 0.0}})
     source.fit(data[1], progress_bar=False)
     return source, M3LTM(**SETTINGS, topic_epochs=0).fit(data[1], progress_bar=False, topics_from=source)
 
@@ -40,6 +42,7 @@ def test_paper_topic_fit_is_the_two_fits_by_hand(tmp_path, data, by_hand):
     assert same_weights(model, expected)
     assert model.topics_source == expected.topics_source
     assert model.topics_source["settings"]["batch_size"] == 64
+    assert model.topics_source["settings"]["loss_weights"]["contrastive"] == 100.0
     assert model.topics_source["settings"]["posterior_norm"] == "ctm"
     assert model.topics_source["settings"]["hidden_sizes"] == [100]  # the paper's, not this model's 12
     assert model.topics_source["settings"]["topic_fit"] is None  # the first fit trains its topics itself
